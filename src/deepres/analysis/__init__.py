@@ -1,0 +1,1 @@
+"""Measurements of networks: complexity, layer responses, figures."""

@@ -1,0 +1,83 @@
+"""Crash-safe file writing: a file is either the old version or the complete new one."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import io
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+from .errors import DeepresError
+
+
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):  # not every filesystem lets a directory be fsynced
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _no_space(e: OSError) -> bool:
+    return e.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
+    """Write to a temporary file beside ``path``, flush, fsync, then rename over ``path``.
+
+    A crash (even ``kill -9``) at any moment leaves either the previous file or the new one, never a
+    half-written one. A full disk raises :class:`DeepresError` and keeps the previous file.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, mode) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as e:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        if isinstance(e, OSError) and _no_space(e):
+            raise DeepresError(f"no space left on the device writing {path}; the previous version is kept") from None
+        raise
+    _fsync_dir(path.parent)
+
+
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
+    with atomic_write(path, "wb") as f:
+        f.write(data)
+
+
+def torch_bytes(obj: object) -> memoryview:
+    """``torch.save`` into memory. Writing those bytes ourselves keeps a full disk an OSError with its
+    errno (torch's own zip writer reports it as an opaque RuntimeError)."""
+    import torch
+
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return buf.getbuffer()
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    with atomic_write(path, "w") as f:
+        f.write(text)
+
+
+def append_line(path: str | os.PathLike, line: str) -> None:
+    """Append one line to a log; a full disk is a clear error, not a traceback."""
+    try:
+        with open(path, "a") as f:
+            f.write(line + "\n")
+    except OSError as e:
+        if _no_space(e):
+            raise DeepresError(f"no space left on the device writing {path}") from None
+        raise
