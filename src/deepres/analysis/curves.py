@@ -1,0 +1,85 @@
+"""Training curves in the style of the paper's Fig. 6: thin dashed lines for training error, bold
+lines for validation (or test) error, one colour per run."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from ..errors import DeepresError
+
+
+def read_metrics(run_dir: str | os.PathLike) -> list[dict]:
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.is_file():
+        raise DeepresError(f"{run_dir}: no metrics.jsonl; expected a deepres run directory")
+    rows = []
+    for i, line in enumerate(path.read_text().splitlines(), 1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                raise DeepresError(f"{path}:{i}: not a JSON line") from None
+    if not rows:
+        raise DeepresError(f"{path}: empty (the run has not finished an epoch yet)")
+    return rows
+
+
+def run_label(run_dir: str | os.PathLike) -> str:
+    recipe = Path(run_dir) / "recipe.toml"
+    if recipe.is_file():
+        import tomllib
+
+        return tomllib.loads(recipe.read_text()).get("model", Path(run_dir).name)
+    return Path(run_dir).name
+
+
+def plot_runs(
+    runs: list[str],
+    out: str | os.PathLike,
+    labels: list[str] | None = None,
+    title: str | None = None,
+    x: str = "iterations",
+    ax=None,
+) -> Path:
+    """Write a PNG of the runs' error curves; returns its path."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if labels and len(labels) != len(runs):
+        raise DeepresError(f"--label given {len(labels)} times for {len(runs)} runs")
+    own_figure = ax is None
+    if own_figure:
+        fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    top = 0.0
+    for i, run in enumerate(runs):
+        rows = read_metrics(run)
+        label = labels[i] if labels else run_label(run)
+        color = colors[i % len(colors)]
+        xs = [r["step"] / 1e4 if x == "iterations" else r["epoch"] for r in rows]
+        train = [r["train_error"] for r in rows]
+        ax.plot(xs, train, "--", color=color, linewidth=0.9)
+        held = [(xx, r["val_error"]) for xx, r in zip(xs, rows, strict=True) if "val_error" in r]
+        if held:
+            ax.plot([h[0] for h in held], [h[1] for h in held], "-", color=color, linewidth=2.2, label=label)
+        else:
+            ax.plot([], [], "-", color=color, linewidth=2.2, label=label)
+        top = max(top, max(train[len(train) // 10 :], default=0), max((h[1] for h in held), default=0))
+    ax.set_xlabel("iter. (1e4)" if x == "iterations" else "epoch")
+    ax.set_ylabel("error (%)")
+    ax.set_ylim(0, min(100, max(5.0, top * 1.15)))
+    ax.grid(alpha=0.3)
+    ax.legend(title="bold: validation, dashed: training", fontsize=8, title_fontsize=8)
+    if title:
+        ax.set_title(title)
+    out = Path(out)
+    if own_figure:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fig.tight_layout()
+        fig.savefig(out)
+        plt.close(fig)
+    return out

@@ -1,0 +1,353 @@
+"""The `deepres` command. Thin: parse flags, call the library, print. Errors a user can cause are
+printed as one line (``--debug`` shows the traceback); tracebacks are for bugs."""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import sys
+import traceback
+
+from .errors import DeepresError
+from .tables import FORMATS, render
+
+
+def parse_options(pairs: list[str] | None, flag: str = "--option") -> dict:
+    """``key=value`` pairs; values are Python literals (numbers, booleans, tuples) or strings."""
+    options = {}
+    for pair in pairs or []:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise DeepresError(f"{flag} {pair!r}: expected KEY=VALUE")
+        try:
+            options[key.strip()] = ast.literal_eval(raw)
+        except (ValueError, SyntaxError):
+            options[key.strip()] = raw
+    return options
+
+
+# --- models / summary ------------------------------------------------------------------------------
+def cmd_models(args: argparse.Namespace) -> int:
+    from .models.registry import get_entry, list_models
+
+    rows = []
+    for name in list_models(args.pattern):
+        entry = get_entry(name)
+        rows.append({"model": name, "family": entry.family, "spec": type(entry.spec).__name__})
+    print(render(rows, args.format))
+    return 0
+
+
+def _expand_names(patterns: list[str]) -> list[str]:
+    from .models.registry import get_entry, list_models
+
+    names: list[str] = []
+    for p in patterns:
+        found = list_models(p) if any(ch in p for ch in "*?[") else [get_entry(p).name]
+        if not found:
+            raise DeepresError(f"no model matches {p!r}; see `deepres models`")
+        names += [n for n in found if n not in names]
+    return names
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    from .analysis.complexity import summary_rows
+    from .models.registry import models_with_paper_figures
+
+    names = _expand_names(args.names) if args.names else models_with_paper_figures()
+    rows = summary_rows(names, args.input_size, **parse_options(args.option))
+    print(render(rows, args.format))
+    return 0
+
+
+# --- train / recipe -----------------------------------------------------------------------------------
+RECIPE_FLAG_EXCLUDE = {"name", "description", "model_overrides"}
+RECIPE_HELP = {
+    "model": "network name (see `deepres models`)",
+    "data": "dataset: cifar10-sample, cifar10, cifar100, fashion-mnist, mnist, or a folder/archive",
+    "epochs": "training length in epochs (sets iterations to 0)",
+    "iterations": "training length in iterations (sets epochs to 0)",
+    "model_options": "spec options, e.g. shortcut=B,zero_init_residual=True",
+    "milestones": "comma-separated, e.g. 32000,48000",
+}
+
+
+def add_recipe_flags(p: argparse.ArgumentParser) -> None:
+    from .train.recipe import Recipe
+
+    g = p.add_argument_group("recipe fields (override the recipe's value)")
+    for name in Recipe.fields():
+        if name not in RECIPE_FLAG_EXCLUDE:
+            g.add_argument(
+                f"--{name.replace('_', '-')}", dest=f"recipe_{name}", metavar="VALUE", help=RECIPE_HELP.get(name)
+            )
+    g.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="any field with a TOML value, e.g. --set 'model_overrides={resnet110={warmup_lr=0.01}}'",
+    )
+
+
+def recipe_overrides(args: argparse.Namespace) -> dict:
+    import tomllib
+
+    from .train.recipe import parse_field
+
+    changes = {
+        k.removeprefix("recipe_"): parse_field(k.removeprefix("recipe_"), v)
+        for k, v in vars(args).items()
+        if k.startswith("recipe_") and v is not None
+    }
+    for pair in args.set or []:
+        key, sep, raw = pair.partition("=")
+        if not sep:
+            raise DeepresError(f"--set {pair!r}: expected KEY=VALUE")
+        try:
+            changes[key.strip()] = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            changes[key.strip()] = raw  # a bare string
+    # One duration: giving epochs on the command line replaces the recipe's iterations, and back.
+    if "epochs" in changes and "iterations" not in changes:
+        changes["iterations"] = 0
+    if "iterations" in changes and "epochs" not in changes:
+        changes["epochs"] = 0.0
+    return changes
+
+
+def resolve_recipe(args: argparse.Namespace):
+    from .train.recipe import load_recipe
+
+    recipe = load_recipe(args.recipe)
+    return recipe.replace("command line", **recipe_overrides(args))
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .train.trainer import train
+
+    if args.resume:
+        if recipe_overrides(args) or args.recipe != DEFAULT_RECIPE:
+            raise DeepresError("--resume continues a run with its own recipe; drop the recipe flags")
+        train(None, resume=args.resume, quiet=args.quiet)  # type: ignore[arg-type]
+    else:
+        train(resolve_recipe(args), out=args.out, quiet=args.quiet)
+    return 0
+
+
+def cmd_recipe(args: argparse.Namespace) -> int:
+    from .train.recipe import list_recipes
+
+    if args.action == "list":
+        rows = [{"recipe": n, "description": d} for n, d in list_recipes()]
+        print(render(rows, args.format))
+        return 0
+    if not args.name:
+        raise DeepresError("recipe show needs a NAME (see `deepres recipe list`)")
+    args.recipe = args.name
+    recipe = resolve_recipe(args)
+    print(recipe.resolved().to_toml() if args.resolved else recipe.to_toml(), end="")
+    return 0
+
+
+# --- eval / predict / plot / download ----------------------------------------------------------------------
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .data import load_dataset
+    from .evaluate import evaluate
+    from .train.checkpoint import find_checkpoint, load_checkpoint, model_from_checkpoint
+    from .train.recipe import Recipe
+    from .train.trainer import split_data
+
+    path = find_checkpoint(args.checkpoint, args.which)
+    ckpt = load_checkpoint(path)
+    model, pipeline, classes = model_from_checkpoint(ckpt, str(path))
+    recipe = Recipe.from_dict(ckpt["recipe"], f"{path} recipe")
+    if args.data:
+        recipe = recipe.replace(data=args.data, val_split=0)
+    bundle = load_dataset(recipe.data)
+    if bundle.classes != classes:
+        raise DeepresError(
+            f"{recipe.data}: its {len(bundle.classes)} classes are not the {len(classes)} the checkpoint was trained on"
+        )
+    train_set, val_set, test_set, test_name = split_data(bundle, recipe)
+    split = {"train": train_set, "val": val_set, "test": test_set}[args.split]
+    if split is None:
+        raise DeepresError(f"{recipe.data}: no {args.split} split")
+    modes = [m for m, on in (("ten-crop", args.ten_crop), ("multi-scale", args.multi_scale)) if on] or ["center"]
+    rows = []
+    for mode in modes:
+        res = evaluate(model, split, pipeline, mode, args.flip, args.batch_size, args.precision)
+        rows.append(
+            {
+                "checkpoint": str(path),
+                "split": args.split if args.split != "test" else test_name,
+                "mode": mode + (" + flip" if args.flip or mode == "multi-scale" else ""),
+                "images": res["n"],
+                "top1_error_%": round(res["top1_error"], 2),
+                "top5_error_%": round(res["top5_error"], 2),
+                "loss": round(res["loss"], 4),
+            }
+        )
+    print(render(rows, args.format))
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .data.folder import IMAGE_ERRORS, decode
+    from .evaluate import predict_probs
+    from .train.checkpoint import find_checkpoint, load_checkpoint, model_from_checkpoint
+
+    path = find_checkpoint(args.checkpoint, args.which)
+    ckpt = load_checkpoint(path)
+    model, pipeline, classes = model_from_checkpoint(ckpt, str(path))
+    channels = ckpt["in_chans"]
+    rows = []
+    for image in args.images:
+        try:
+            array = decode(Path(image), channels)
+        except FileNotFoundError:
+            raise DeepresError(f"{image}: no such file") from None
+        except IMAGE_ERRORS as e:
+            raise DeepresError(f"{image}: not a readable image ({e})") from None
+        probs = predict_probs(model, pipeline, array, args.precision)
+        top = probs.topk(min(args.top, len(classes)))
+        for rank, (p, i) in enumerate(zip(top.values.tolist(), top.indices.tolist(), strict=True), 1):
+            rows.append({"image": image, "rank": rank, "class": classes[i], "probability": round(p, 4)})
+    print(render(rows, args.format))
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from .analysis.curves import plot_runs
+
+    out = plot_runs(args.runs, args.out, labels=args.label, title=args.title, x=args.x)
+    print(out)
+    return 0
+
+
+def cmd_download(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .data.cifar import CIFAR10_MD5, CIFAR10_URL, CIFAR100_MD5, CIFAR100_URL, download_and_extract
+    from .data.registry import data_root
+
+    url, md5 = {"cifar10": (CIFAR10_URL, CIFAR10_MD5), "cifar100": (CIFAR100_URL, CIFAR100_MD5)}[args.dataset]
+    root = download_and_extract(args.url or url, args.md5 or md5, Path(args.dir) if args.dir else data_root())
+    print(root)
+    return 0
+
+
+DEFAULT_RECIPE = "sample"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="deepres",
+        description="Deep Residual Learning for Image Recognition (He et al., 2015): networks, "
+        "training, evaluation and the paper's experiments.",
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("models", help="list the registered networks")
+    p.add_argument("pattern", nargs="?", help="shell-style wildcard, e.g. 'resnet*'")
+    p.add_argument("--format", choices=FORMATS, default="table")
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("summary", help="weight layers, parameters and multiply-adds vs the paper")
+    p.add_argument("names", nargs="*", metavar="NAME", help="models or wildcards (default: the paper's nets)")
+    p.add_argument("--input-size", type=int, help="input resolution (default: 224, or 32 for CIFAR nets)")
+    p.add_argument(
+        "--option",
+        action="append",
+        metavar="KEY=VALUE",
+        help="a spec option for every model, e.g. shortcut=C or stride_in_3x3=True",
+    )
+    p.add_argument("--format", choices=FORMATS, default="table")
+    p.set_defaults(func=cmd_summary)
+
+    p = sub.add_parser("train", help="train a network (default: ResNet-20 on the embedded CIFAR-10 sample)")
+    p.add_argument("--recipe", default=DEFAULT_RECIPE, help="recipe name (`deepres recipe list`) or .toml file")
+    p.add_argument("--out", help="run directory (default: runs/<time>-<model>-<recipe>)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last.pt")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    add_recipe_flags(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("recipe", help="list recipes, or show one (resolved with overrides) as TOML")
+    p.add_argument("action", choices=["list", "show"])
+    p.add_argument("name", nargs="?")
+    p.add_argument("--resolved", action="store_true", help="apply the recipe's per-model overrides")
+    p.add_argument("--format", choices=FORMATS, default="table")
+    add_recipe_flags(p)
+    p.set_defaults(func=cmd_recipe)
+
+    def add_checkpoint(p: argparse.ArgumentParser) -> None:
+        p.add_argument("checkpoint", metavar="CHECKPOINT|RUN_DIR")
+        p.add_argument(
+            "--which",
+            choices=["best", "last"],
+            default="best",
+            help="in a run directory: best.pt (default, falls back to last.pt) or last.pt",
+        )
+        p.add_argument("--precision", choices=["bf16", "fp32"], default="bf16")
+        p.add_argument("--format", choices=FORMATS, default="table")
+
+    p = sub.add_parser("eval", help="top-1/top-5 error of a checkpoint: centre, 10-crop, multi-scale")
+    add_checkpoint(p)
+    p.add_argument("--data", help="dataset (default: the one it was trained on)")
+    p.add_argument("--split", choices=["test", "val", "train"], default="test")
+    p.add_argument("--ten-crop", action="store_true", help="average 10 crops (corners, centre, mirrored)")
+    p.add_argument(
+        "--multi-scale",
+        action="store_true",
+        help="fully-convolutional testing at the paper's 5 scales (and mirrored), scores averaged",
+    )
+    p.add_argument("--flip", action="store_true", help="also average the mirrored image's scores")
+    p.add_argument("--batch-size", type=int, default=250)
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("predict", help="top-5 classes of images with probabilities")
+    add_checkpoint(p)
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("--top", type=int, default=5)
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("plot", help="training/validation error curves of runs (the paper's Fig. 6 style)")
+    p.add_argument("runs", nargs="+", metavar="RUN_DIR")
+    p.add_argument("--out", default="curves.png", help="PNG file to write")
+    p.add_argument("--label", action="append", help="legend label per run (default: model name)")
+    p.add_argument("--title")
+    p.add_argument("--x", choices=["iterations", "epochs"], default="iterations")
+    p.set_defaults(func=cmd_plot)
+
+    p = sub.add_parser("download", help="fetch and verify an official dataset archive (needs internet)")
+    p.add_argument("dataset", choices=["cifar10", "cifar100"])
+    p.add_argument("--dir", help="where to put it (default: $DEEPRES_DATA or ~/.cache/deepres/datasets)")
+    p.add_argument("--url", help="another source of the same archive")
+    p.add_argument("--md5", help="the md5 expected for --url")
+    p.set_defaults(func=cmd_download)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except DeepresError as e:
+        if args.debug:
+            traceback.print_exc()
+        print(f"deepres {args.command}: error: {e}", file=sys.stderr)
+        return getattr(e, "exit_code", 2)
+    except KeyboardInterrupt:
+        print(f"deepres {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # e.g. `deepres summary | head`
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,187 @@
+"""Batches for training and evaluation, sharded over processes.
+
+In memory: uint8 images are indexed straight from one tensor, no workers (they would compete with
+the model for the cores). Streamed: worker processes decode files and do the per-image geometric
+augmentation with PIL; colour and normalisation stay whole-batch ops in the main process.
+
+An epoch's order is a pure function of (seed, epoch), and each global batch is split into equal
+contiguous parts, one per rank, so N processes see exactly the batches one process would.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..errors import DeepresError
+from .dataset import FileSet, ImageSet
+from .folder import IMAGE_ERRORS
+
+
+def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(n, generator=g)
+
+
+@dataclass(frozen=True)
+class Shard:
+    rank: int = 0
+    world: int = 1
+
+    def part(self, items: torch.Tensor) -> torch.Tensor:
+        """This rank's contiguous part of a global batch (sizes equal when world divides it)."""
+        k = len(items) // self.world
+        return items[self.rank * k : (self.rank + 1) * k]
+
+
+SINGLE = Shard()  # one process
+
+
+class MemoryLoader:
+    """Training batches of an in-memory split: uint8 (b, H, W, C) images and int64 labels."""
+
+    cropped = False  # geometric augmentation is left to the batch pipeline
+
+    def __init__(self, split: ImageSet, batch_size: int, seed: int, shard: Shard = SINGLE):
+        if batch_size % shard.world:
+            raise DeepresError(f"--batch-size {batch_size} must be divisible by the {shard.world} processes")
+        if batch_size > len(split):
+            raise DeepresError(f"--batch-size {batch_size} is larger than the training set ({len(split)} images)")
+        self.images = torch.from_numpy(split.images)
+        self.labels = torch.from_numpy(split.labels)
+        self.batch_size, self.seed, self.shard = batch_size, seed, shard
+        self.steps_per_epoch = len(split) // batch_size  # drop the last partial batch: fixed shapes
+
+    def epoch(self, epoch: int, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        perm = epoch_permutation(len(self.labels), self.seed, epoch)
+        for i in range(start, self.steps_per_epoch):
+            idx = self.shard.part(perm[i * self.batch_size : (i + 1) * self.batch_size])
+            yield self.images[idx], self.labels[idx]
+
+
+def eval_batches(split: ImageSet, batch_size: int, shard: Shard = SINGLE):
+    """(uint8 images, labels) over this rank's interleaved share of an in-memory split, in order."""
+    idx = torch.arange(shard.rank, len(split), shard.world)
+    images, labels = torch.from_numpy(split.images), torch.from_numpy(split.labels)
+    for i in range(0, len(idx), batch_size):
+        j = idx[i : i + batch_size]
+        yield images[j], labels[j]
+
+
+# --- streamed files ------------------------------------------------------------------------------------
+def _open(path: Path, channels: int) -> Image.Image:
+    try:
+        im = Image.open(path)
+        im.load()
+    except IMAGE_ERRORS as e:
+        raise DeepresError(f"{path}: not a readable image ({e})") from None
+    return im.convert("L" if channels == 1 else "RGB")
+
+
+def _resize_short(im: Image.Image, short: int) -> Image.Image:
+    w, h = im.size
+    f = short / min(w, h)
+    return im.resize((max(1, round(w * f)), max(1, round(h * f))), Image.BILINEAR)
+
+
+def _as_array(im: Image.Image) -> np.ndarray:
+    a = np.asarray(im, dtype=np.uint8)
+    return a[..., None] if a.ndim == 2 else a
+
+
+def decode_eval(path: Path, channels: int, resize: int, crop: int) -> np.ndarray:
+    """Shorter side to ``resize``, central ``crop`` square (both 0: as is)."""
+    im = _open(path, channels)
+    if resize:
+        im = _resize_short(im, resize)
+    if crop:
+        w, h = im.size
+        left, top = (w - crop) // 2, (h - crop) // 2
+        im = im.crop((left, top, left + crop, top + crop))
+    return _as_array(im)
+
+
+def decode_train(path: Path, channels: int, crop: int, scale: tuple[int, int], rng: random.Random) -> np.ndarray:
+    """Scale augmentation: shorter side random in ``scale``, random ``crop`` square, random flip."""
+    im = _resize_short(_open(path, channels), rng.randint(*scale))
+    w, h = im.size
+    left, top = rng.randint(0, max(0, w - crop)), rng.randint(0, max(0, h - crop))
+    im = im.crop((left, top, left + crop, top + crop))
+    if rng.random() < 0.5:
+        im = im.transpose(Image.FLIP_LEFT_RIGHT)
+    return _as_array(im)
+
+
+class _FileDataset(torch.utils.data.Dataset):
+    """Decodes one file per item. Items are (index, epoch) so that a training image's random crop
+    depends on (seed, epoch, image) only, whichever worker or rank decodes it."""
+
+    def __init__(self, split: FileSet, scale_aug: bool, crop: int, resize: int, scale: tuple[int, int], seed: int):
+        self.split, self.scale_aug, self.crop, self.resize, self.scale, self.seed = (
+            split, scale_aug, crop, resize, scale, seed)  # fmt: skip
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def __getitem__(self, key: tuple[int, int]):
+        index, epoch = key
+        path = self.split.paths[index]
+        if self.scale_aug:
+            rng = random.Random(hash((self.seed, epoch, index)))
+            a = decode_train(path, self.split.channels, self.crop, self.scale, rng)
+        else:
+            a = decode_eval(path, self.split.channels, self.resize, self.crop)
+        return torch.from_numpy(a), int(self.split.labels[index])
+
+
+def _batches(dataset: _FileDataset, keys: list, batch_size: int, workers: int):
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, sampler=keys, num_workers=workers)
+    try:
+        yield from loader
+    except DeepresError as e:
+        # Raised in a worker: the DataLoader re-raises it with the worker's traceback as its message.
+        raise DeepresError(str(e).strip().splitlines()[-1].removeprefix("deepres.errors.DeepresError: ")) from None
+    except RuntimeError as e:
+        if "stack expects each tensor to be equal size" not in str(e):
+            raise
+        raise DeepresError(
+            "the images differ in size: train them with --augment imagenet --crop N (random crops of one size)"
+        ) from None
+
+
+class FileLoader:
+    """Training batches of a streamed split, decoded by worker processes.
+
+    With ImageNet-style augmentation the workers also do the scale augmentation and crop
+    (``cropped``); otherwise they decode the images as they are and the batch pipeline augments.
+    """
+
+    def __init__(self, split: FileSet, batch_size: int, seed: int, pipeline, workers: int, shard: Shard = SINGLE):
+        if batch_size % shard.world:
+            raise DeepresError(f"--batch-size {batch_size} must be divisible by the {shard.world} processes")
+        self.cropped = pipeline.augment == "imagenet"
+        scale = (pipeline.scale_min, pipeline.scale_max)
+        self.dataset = _FileDataset(split, self.cropped, pipeline.crop, pipeline.resize, scale, seed)
+        self.batch_size, self.seed, self.shard, self.workers = batch_size, seed, shard, workers
+        self.steps_per_epoch = len(split) // batch_size
+
+    def epoch(self, epoch: int, start: int = 0):
+        perm = epoch_permutation(len(self.dataset), self.seed, epoch)
+        keys = [
+            (int(i), epoch)
+            for s in range(start, self.steps_per_epoch)
+            for i in self.shard.part(perm[s * self.batch_size : (s + 1) * self.batch_size])
+        ]
+        yield from _batches(self.dataset, keys, self.batch_size // self.shard.world, self.workers)
+
+
+def eval_file_batches(split: FileSet, batch_size: int, resize: int, crop: int, workers: int, shard: Shard = SINGLE):
+    ds = _FileDataset(split, False, crop, resize, (0, 0), 0)
+    keys = [(i, 0) for i in range(shard.rank, len(split), shard.world)]
+    yield from _batches(ds, keys, batch_size, workers)

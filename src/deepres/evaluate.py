@@ -1,0 +1,171 @@
+"""Evaluation the paper's ways: single centre crop, 10-crop, and fully-convolutional multi-scale
+testing (shorter side in {224, 256, 384, 480, 640}, scores averaged). Top-1 and top-5 error."""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .data.augment import to_float
+from .data.dataset import FileSet, ImageSet
+from .data.loader import SINGLE, Shard, eval_batches, eval_file_batches
+from .data.pipeline import Pipeline
+
+PAPER_SCALES = (224, 256, 384, 480, 640)
+MODES = ("center", "ten-crop", "multi-scale")
+
+
+def autocast(precision: str, device: torch.device | str = "cpu"):
+    dev = torch.device(device).type
+    if precision == "bf16":
+        return torch.autocast(device_type=dev, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def ten_crops(x: Tensor, crop: int) -> list[Tensor]:
+    """The four corner crops, the centre crop, and their mirror images."""
+    h, w = x.shape[-2:]
+    corners = [(0, 0), (0, w - crop), (h - crop, 0), (h - crop, w - crop), ((h - crop) // 2, (w - crop) // 2)]
+    crops = [x[..., t : t + crop, left : left + crop] for t, left in corners]
+    return crops + [c.flip(-1) for c in crops]
+
+
+def default_scales(input_size: int) -> tuple[int, ...]:
+    """The paper's test scales, proportionally for nets trained at another input size (e.g. CIFAR)."""
+    return tuple(round(s * input_size / 224) for s in PAPER_SCALES)
+
+
+class Evaluator:
+    """Scores of a model on batches, in one of the paper's test modes."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        pipeline: Pipeline,
+        mode: str = "center",
+        flip: bool = False,
+        precision: str = "bf16",
+        channels_last: bool = True,
+        scales: tuple[int, ...] | None = None,
+    ):
+        if mode not in MODES:
+            raise ValueError(f"unknown test mode {mode!r}; expected one of {MODES}")
+        self.model, self.pipeline, self.mode, self.flip = model, pipeline, mode, flip
+        self.precision, self.channels_last = precision, channels_last
+        size = pipeline.crop or pipeline.image_size[0] or 224
+        self.scales = scales or default_scales(size)
+        if mode == "multi-scale":
+            self.flip = True  # the paper's dense multi-scale testing averages mirror images too
+        self.device = next(model.parameters()).device
+
+    def _logits(self, x: Tensor) -> Tensor:
+        x = x.to(self.device, memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
+        with autocast(self.precision, self.device):
+            return self.model(x).float()
+
+    def _probs(self, x: Tensor) -> Tensor:
+        p = self._logits(x).softmax(1)
+        if self.flip:
+            p = (p + self._logits(x.flip(-1)).softmax(1)) / 2
+        return p
+
+    @torch.no_grad()
+    def log_probs(self, images: Tensor, cropped: bool = False) -> Tensor:
+        """Log of the class probabilities averaged over the mode's views, for a uint8 (N, H, W, C)
+        batch. ``cropped``: the images already are the centre view (streamed data)."""
+        p = self.pipeline
+        if self.mode == "center":
+            probs = self._probs(p.eval_batch(images, cropped))
+        elif self.mode == "ten-crop":
+            x = to_float(images)
+            crop = p.crop or x.shape[-1]
+            if p.resize:
+                x = _resize_short(x, p.resize)  # ImageNet: crops of the image resized to 256
+            elif p.pad:
+                x = F.pad(x, (p.pad,) * 4)  # CIFAR: crops of the zero-padded image, as in training
+            probs = torch.stack([self._logits(p.normalize_batch(c)).softmax(1) for c in ten_crops(x, crop)]).mean(0)
+        else:  # multi-scale: the whole image at each scale, fully convolutional, plus mirror images
+            x = to_float(images)
+            probs = torch.stack([self._probs(p.normalize_batch(_resize_short(x, s))) for s in self.scales]).mean(0)
+        return probs.clamp_min(1e-12).log()
+
+
+def _resize_short(x: Tensor, short: int) -> Tensor:
+    h, w = x.shape[-2:]
+    if min(h, w) == short:
+        return x
+    f = short / min(h, w)
+    return F.interpolate(x, size=(round(h * f), round(w * f)), mode="bilinear", antialias=True, align_corners=False)
+
+
+def evaluate(
+    model: nn.Module,
+    split: ImageSet | FileSet,
+    pipeline: Pipeline,
+    mode: str = "center",
+    flip: bool = False,
+    batch_size: int = 500,
+    precision: str = "bf16",
+    channels_last: bool = True,
+    shard: Shard = SINGLE,
+    workers: int = 0,
+    reduce=None,
+) -> dict:
+    """Top-1/top-5 error (%) and mean cross-entropy of ``model`` on ``split``.
+
+    ``reduce`` sums a tensor across processes (distributed runs: each rank takes a share).
+    """
+    was_training = model.training
+    model.eval()
+    ev = Evaluator(model, pipeline, mode, flip, precision, channels_last)
+    totals = torch.zeros(4, dtype=torch.float64)  # n, top-1 wrong, top-5 wrong, loss sum
+    try:
+        if isinstance(split, ImageSet):
+            batches, cropped = eval_batches(split, batch_size, shard), False
+        else:
+            # Streamed: workers deliver the centre view; other modes need whole images, one at a time.
+            crop = 0 if mode == "multi-scale" else pipeline.crop
+            resize = pipeline.resize if mode != "multi-scale" else 0
+            if mode == "ten-crop":
+                crop = 0
+            batches = eval_file_batches(split, batch_size if crop else 1, resize, crop, workers, shard)
+            cropped = mode == "center"
+        for images, labels in batches:
+            log_probs = ev.log_probs(images, cropped)
+            labels = labels.to(log_probs.device)
+            top5 = log_probs.topk(min(5, log_probs.shape[1]), 1).indices
+            totals += torch.tensor(
+                [
+                    len(labels),
+                    (top5[:, 0] != labels).sum().item(),
+                    (~(top5 == labels[:, None]).any(1)).sum().item(),
+                    F.nll_loss(log_probs, labels, reduction="sum").item(),
+                ],
+                dtype=torch.float64,
+            )
+    finally:
+        model.train(was_training)
+    if reduce is not None:
+        totals = reduce(totals)
+    n = max(totals[0].item(), 1)
+    return {
+        "n": int(totals[0].item()),
+        "top1_error": 100 * totals[1].item() / n,
+        "top5_error": 100 * totals[2].item() / n,
+        "loss": totals[3].item() / n,
+        "mode": mode,
+        "flip": flip,
+    }
+
+
+def predict_probs(model: nn.Module, pipeline: Pipeline, image: np.ndarray, precision: str = "bf16") -> Tensor:
+    """Class probabilities for one decoded image of any size (H, W, C uint8)."""
+    model.eval()
+    x = pipeline.image_to_batch(image)
+    device = next(model.parameters()).device
+    with torch.no_grad(), autocast(precision, device):
+        return model(x.to(device, memory_format=torch.channels_last)).float().softmax(1)[0]

@@ -1,0 +1,61 @@
+"""Checkpoints: everything to resume a run exactly or to use its model, written atomically and read
+without unpickling arbitrary objects (only tensors and plain containers)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from torch import nn
+
+from ..data.pipeline import Pipeline
+from ..errors import DeepresError, WeightsError
+from ..io import torch_bytes, write_bytes_atomic
+from ..models.registry import create_model
+from ..models.weights import load_state_dict_checked, read_checkpoint_file
+
+FORMAT = "deepres-checkpoint"
+VERSION = 1
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    write_bytes_atomic(path, torch_bytes({"format": FORMAT, "version": VERSION, **state}))
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict:
+    path = Path(path)
+    obj = read_checkpoint_file(path)
+    if not isinstance(obj, dict) or obj.get("format") != FORMAT:
+        raise WeightsError(
+            f"{path}: not a deepres checkpoint (for a plain state dict use deepres.load_weights(model, path))"
+        )
+    return obj
+
+
+def find_checkpoint(target: str | os.PathLike, which: str = "best") -> Path:
+    """A checkpoint file, or the ``best.pt`` (else ``last.pt``) of a run directory."""
+    path = Path(target)
+    if path.is_dir():
+        for name in (f"{which}.pt", "last.pt"):
+            if (path / name).is_file():
+                return path / name
+        raise DeepresError(f"{path}: no {which}.pt or last.pt in this folder; expected a run directory")
+    if not path.exists():
+        raise DeepresError(f"{path}: no such checkpoint or run directory")
+    return path
+
+
+def model_from_checkpoint(
+    ckpt: dict, origin: str = "checkpoint", ema: bool = True
+) -> tuple[nn.Module, Pipeline, list[str]]:
+    """(model with the checkpoint's weights, its preprocessing, its class names)."""
+    try:
+        model = create_model(
+            ckpt["model_name"], num_classes=len(ckpt["classes"]), in_chans=ckpt["in_chans"], **ckpt["model_options"]
+        )
+        state = ckpt["ema"] if ema and ckpt.get("ema") else ckpt["model"]
+        load_state_dict_checked(model, state, strict=True, origin=origin)
+        pipeline = Pipeline.from_state(ckpt["pipeline"])
+    except KeyError as e:
+        raise DeepresError(f"{origin}: incomplete deepres checkpoint (no {e.args[0]!r})") from None
+    return model.eval(), pipeline, list(ckpt["classes"])

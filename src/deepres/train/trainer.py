@@ -1,0 +1,515 @@
+"""The one training loop, for every model and dataset.
+
+A run directory holds: recipe.toml (resolved), env.json, metrics.jsonl (one line per epoch),
+last.pt and best.pt (on validation), test.json, and log.txt. Everything random is a function of
+the seed and the step, and checkpoints carry the rest of the state, so a resumed run ends with the
+same weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import signal
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..data import DataBundle, ImageSet, load_dataset, stratified_split
+from ..data.loader import FileLoader, MemoryLoader
+from ..data.pipeline import Pipeline
+from ..errors import DeepresError
+from ..evaluate import autocast, evaluate
+from ..io import append_line, write_text_atomic
+from ..models.registry import create_model
+from .checkpoint import load_checkpoint, save_checkpoint
+from .distributed import Dist, convert_sync_batchnorm
+from .env import environment
+from .progress import Progress, fmt_duration
+from .recipe import Recipe
+from .schedule import LRSchedule
+
+
+class NumericalError(DeepresError):
+    """A NaN or infinite loss."""
+
+
+class Interrupted(DeepresError):
+    """SIGINT/SIGTERM: a checkpoint was written; the run can be resumed."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    test: dict | None
+    test_best: dict | None
+    best_val_error: float | None
+    history: list
+
+
+def default_run_dir(recipe: Recipe) -> Path:
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{stamp}-{recipe.model}-{recipe.name}"
+
+
+def _rng_state() -> dict:
+    np_state = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "numpy": [np_state[0], torch.from_numpy(np_state[1].copy()), *np_state[2:]],
+        "python": random.getstate(),
+    }
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    kind, keys, *rest = state["numpy"]
+    np.random.set_state((kind, keys.numpy(), *rest))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+
+
+def split_data(bundle: DataBundle, recipe: Recipe):
+    """(train, val or None, test or None, name of the split the final test uses)."""
+    train = bundle.require("train")
+    val = bundle.splits.get("val")
+    if recipe.val_split:
+        train_idx, val_idx = stratified_split(train.labels, recipe.val_split, recipe.val_seed)
+        train, val = train.subset(train_idx), train.subset(val_idx)
+    test = bundle.splits.get("test")
+    if test is not None:
+        return train, val, test, "test"
+    # Like ImageNet, whose test labels are not public: the paper reports on its val set.
+    return train, val, val, "val"
+
+
+class Trainer:
+    def __init__(self, recipe: Recipe, out: Path | None = None, resume: Path | None = None, quiet: bool = False):
+        self.dist = Dist.from_env()
+        self.quiet = quiet or not self.dist.main
+        self.ckpt = None
+        self.log_lines: list[str] = []  # said during set-up, logged once the run directory exists
+        if resume is not None:
+            resume = Path(resume)
+            last = resume / "last.pt"
+            if not last.is_file():
+                raise DeepresError(f"--resume {resume}: no last.pt in it; expected a run directory")
+            self.ckpt = load_checkpoint(last)
+            recipe = Recipe.from_dict(self.ckpt["recipe"], f"{last} recipe")
+            out = resume
+        self.recipe = r = recipe.resolved()
+        self.run_dir = Path(out) if out is not None else default_run_dir(r)
+        self.run_dir = Path(self.dist.broadcast_object(str(self.run_dir)))
+        if self.ckpt is None and (self.run_dir / "last.pt").exists():
+            raise DeepresError(
+                f"{self.run_dir} already holds a run; resume it with --resume {self.run_dir} or choose another --out"
+            )
+        torch.set_num_threads(r.threads or max(1, (os.cpu_count() or 1) // self.dist.local_world))
+        self.device = self.dist.device
+        torch.manual_seed(r.seed)
+        np.random.seed(r.seed % 2**32)
+        random.seed(r.seed)
+
+        budget = int(r.memory_budget_gb * 2**30) or None
+        self.bundle = load_dataset(r.data, budget, r.skip_bad_images)
+        self.train_set, self.val_set, self.test_set, self.test_split = split_data(self.bundle, r)
+        self.pipeline = self._pipeline()
+
+        opts = dict(r.model_options)
+        self.model = create_model(r.model, num_classes=len(self.bundle.classes), in_chans=self.bundle.channels, **opts)
+        if r.init_weights and self.ckpt is None:
+            self._init_weights(r.init_weights, r.init_skip_mismatch)
+        if r.sync_bn and self.dist.world > 1:
+            self.model = convert_sync_batchnorm(self.model)
+        self.memory_format = torch.channels_last if r.channels_last else torch.contiguous_format
+        self.model.to(self.device, memory_format=self.memory_format)
+        self.optimizer = self._optimizer()
+        self.criterion = nn.CrossEntropyLoss(label_smoothing=r.label_smoothing)
+        if isinstance(self.train_set, ImageSet):
+            self.loader = MemoryLoader(self.train_set, r.batch_size, r.seed, self.dist.shard)
+        else:
+            self.loader = FileLoader(self.train_set, r.batch_size, r.seed, self.pipeline, r.workers, self.dist.shard)
+        if self.loader.steps_per_epoch < 1:
+            raise DeepresError(f"--batch-size {r.batch_size}: larger than the training set")
+        self.schedule = LRSchedule(r, self.loader.steps_per_epoch)
+        self.ema = None
+        if r.ema_decay:
+            from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+            self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(r.ema_decay), use_buffers=True)
+
+        # Progress state
+        self.step = self.epoch = self.epoch_step = 0
+        self.history: list[dict] = []
+        self.best_val = math.inf
+        self.recent_error = 1.0  # smoothed training error, for the paper's warm-up criterion
+        self.epoch_stats = torch.zeros(3, dtype=torch.float64)  # images, loss sum, wrong
+        self.epoch_seconds = 0.0
+        self.skipped_steps = 0
+        if self.ckpt is not None:
+            self._restore(self.ckpt)
+
+        self.net: nn.Module = self.model
+        if self.dist.world > 1:
+            self.net = nn.parallel.DistributedDataParallel(self.model)
+        if r.compile:
+            self.net = torch.compile(self.net)
+        self.stop_signal: int | None = None
+
+    # --- set-up ------------------------------------------------------------------------------------------
+    def _pipeline(self) -> Pipeline:
+        r = self.recipe
+        if self.ckpt is not None:
+            return Pipeline.from_state(self.ckpt["pipeline"])
+        p = Pipeline(
+            augment=r.augment,
+            pad=r.pad,
+            crop=r.crop,
+            resize=r.resize,
+            scale_min=r.scale_min,
+            scale_max=r.scale_max,
+            jitter=r.jitter,
+            lighting=r.lighting,
+            normalize=r.normalize,
+        )
+        return p.fit(self.train_set, seed=r.seed)
+
+    def _init_weights(self, path: str, skip_mismatch: bool) -> None:
+        """Start from other weights (fine-tuning): a state dict or a deepres checkpoint. Strict unless
+        ``init_skip_mismatch``, which keeps the fresh layers that do not fit (e.g. a new classifier)."""
+        from ..models.weights import load_state_dict_checked, read_state_dict
+
+        state = read_state_dict(path)  # a deepres checkpoint nests its weights under "model"
+        report = load_state_dict_checked(self.model, state, strict=not skip_mismatch, origin=f"--init-weights {path}")
+        kept = sum(len(v) for v in report.values())
+        self.log_lines.append(
+            f"initialised from {path}" + (f" ({kept} keys did not fit and stay fresh)" if kept else "")
+        )
+
+    def _optimizer(self) -> torch.optim.Optimizer:
+        r = self.recipe
+        decay, no_decay = [], []
+        for p in self.model.parameters():
+            (decay if r.decay_norm_and_bias or p.ndim > 1 else no_decay).append(p)
+        groups = [{"params": decay, "weight_decay": r.weight_decay}]
+        if no_decay:
+            groups.append({"params": no_decay, "weight_decay": 0.0})
+        if r.optimizer == "sgd":
+            return torch.optim.SGD(groups, lr=r.lr, momentum=r.momentum, nesterov=r.nesterov and r.momentum > 0)
+        return torch.optim.AdamW(groups, lr=r.lr)
+
+    # --- checkpoints ---------------------------------------------------------------------------------------
+    def _state(self) -> dict:
+        r = self.recipe
+        return {
+            "model_name": r.model,
+            "model_options": dict(r.model_options),
+            "in_chans": self.bundle.channels,
+            "classes": list(self.bundle.classes),
+            "pipeline": self.pipeline.state(),
+            "recipe": r.to_dict(),
+            "model": self.model.state_dict(),
+            "ema": self.ema.module.state_dict() if self.ema else None,
+            "optimizer": self.optimizer.state_dict(),
+            "schedule": self.schedule.state_dict(),
+            "step": self.step,
+            "epoch": self.epoch,
+            "epoch_step": self.epoch_step,
+            "epoch_stats": self.epoch_stats.clone(),
+            "epoch_seconds": self.epoch_seconds,
+            "recent_error": self.recent_error,
+            "best_val": self.best_val,
+            "history": list(self.history),
+            "skipped_steps": self.skipped_steps,
+            "rng": _rng_state(),
+            "world": self.dist.world,
+        }
+
+    def _restore(self, c: dict) -> None:
+        self.model.load_state_dict(c["model"])
+        if self.ema is not None and c.get("ema"):
+            self.ema.module.load_state_dict(c["ema"])
+        self.optimizer.load_state_dict(c["optimizer"])
+        self.schedule.load_state_dict(c["schedule"])
+        self.step, self.epoch, self.epoch_step = c["step"], c["epoch"], c["epoch_step"]
+        self.epoch_stats, self.epoch_seconds = c["epoch_stats"].clone(), c["epoch_seconds"]
+        self.recent_error, self.best_val = c["recent_error"], c["best_val"]
+        self.history, self.skipped_steps = list(c["history"]), c["skipped_steps"]
+        _set_rng_state(c["rng"])
+
+    def save(self, name: str = "last.pt") -> None:
+        if self.dist.main:
+            save_checkpoint(self.run_dir / name, self._state())
+
+    def log(self, line: str) -> None:
+        if not self.dist.main:
+            return
+        if not self.quiet:
+            self.progress.write(line) if hasattr(self, "progress") else print(line, flush=True)
+        append_line(self.run_dir / "log.txt", line)
+
+    # --- the loop ------------------------------------------------------------------------------------------
+    def _on_signal(self, signum, frame) -> None:
+        if self.stop_signal is not None:  # a second Ctrl-C: stop now
+            raise KeyboardInterrupt
+        self.stop_signal = signum
+
+    def run(self) -> RunResult:
+        r = self.recipe
+        total = self.schedule.total
+        if self.dist.main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            for stale in self.run_dir.glob(".*.tmp"):  # left by a writer killed mid-write
+                stale.unlink(missing_ok=True)
+            write_text_atomic(self.run_dir / "recipe.toml", r.to_toml())
+            env = environment()
+            env["world_size"] = self.dist.world
+            write_text_atomic(self.run_dir / "env.json", json.dumps(env, indent=2) + "\n")
+            # The metrics as of the checkpoint: lines a killed run wrote after it are dropped.
+            write_text_atomic(self.run_dir / "metrics.jsonl", "".join(json.dumps(h) + "\n" for h in self.history))
+        self.progress = Progress(total, self.step, enabled=not self.quiet)
+        what = "resuming" if self.ckpt is not None else "training"
+        self.log(
+            f"{what} {r.model} on {self.bundle.describe()} | train {len(self.train_set):,} "
+            f"val {len(self.val_set) if self.val_set is not None else 0:,} | {total} steps of "
+            f"{r.batch_size} ({self.loader.steps_per_epoch}/epoch) | {r.precision}"
+            f"{' channels_last' if r.channels_last else ''} | {self.dist.world} process(es) | "
+            f"run dir {self.run_dir}"
+        )
+        for line in self.log_lines:
+            self.log(line)
+        handlers = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            self._loop(total)
+        finally:
+            for sig, h in handlers.items():
+                signal.signal(sig, h)
+            self.progress.close()
+        return self._final_test()
+
+    def _draws(self, step: int) -> torch.Tensor:
+        """Uniform draws for every image of the global batch at ``step``; this rank's rows."""
+        g = torch.Generator().manual_seed((self.recipe.seed + 1) * 2**32 + step)
+        u = torch.rand(self.recipe.batch_size, self.pipeline.draws_per_image, generator=g)
+        return self.dist.shard.part(u)
+
+    def _loop(self, total: int) -> None:
+        r = self.recipe
+        last_ckpt = time.perf_counter()
+        while self.step < total:
+            t_epoch = time.perf_counter() - self.epoch_seconds
+            window_t, window_n = time.perf_counter(), 0
+            for x, y in self.loader.epoch(self.epoch, self.epoch_step):
+                lr = self.schedule.lr(self.step)
+                for g in self.optimizer.param_groups:
+                    g["lr"] = lr
+                step_stats, stop = self._train_step(x, y, self._draws(self.step))
+                self.step += 1
+                self.epoch_step += 1
+                if step_stats is not None:
+                    n, _, wrong = step_stats.tolist()
+                    self.epoch_stats += step_stats
+                    self.recent_error = 0.9 * self.recent_error + 0.1 * wrong / n
+                    if self.schedule.observe_train_error(self.recent_error):
+                        self.log(
+                            f"step {self.step}: training error below {100 * r.warmup_until_error:.0f}%, "
+                            f"warm-up over, lr {r.warmup_lr} -> {self.schedule.lr(self.step):g}"
+                        )
+                window_n += len(y) * self.dist.world
+                now = time.perf_counter()
+                seen, loss_sum, wrong_sum = self.epoch_stats.tolist()
+                speed = window_n / max(now - window_t, 1e-9)
+                self.progress.update(
+                    self.step, self.epoch + 1, loss_sum / max(seen, 1), wrong_sum / max(seen, 1), lr, speed
+                )
+                if now - window_t > 20:
+                    window_t, window_n = now, 0
+                if stop:
+                    self.epoch_seconds = time.perf_counter() - t_epoch
+                    self.save()
+                    signum = self.stop_signal or signal.SIGTERM  # another rank's signal stops this one too
+                    raise Interrupted(
+                        f"{signal.Signals(signum).name} at step {self.step}: checkpoint written; resume with: "
+                        f"deepres train --resume {self.run_dir}",
+                        128 + signum,
+                    )
+                if r.checkpoint_every and now - last_ckpt > 60 * r.checkpoint_every:
+                    self.epoch_seconds = time.perf_counter() - t_epoch
+                    self.save()
+                    last_ckpt = now
+                if self.step >= total:
+                    break
+            self.epoch_seconds = time.perf_counter() - t_epoch
+            self._end_epoch()
+
+    def _train_step(self, x: torch.Tensor, y: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor | None, bool]:
+        """One SGD step. Returns the global batch's (images, loss sum, wrong) and whether to stop.
+
+        One all-reduce per step carries everything the ranks must agree on: a non-finite loss
+        anywhere, a stop signal anywhere, and the batch statistics (so every rank sees the same
+        training error, which the paper's warm-up criterion reads).
+        """
+        r = self.recipe
+        xb = self.pipeline.train_batch(x, u, self.loader.cropped).to(self.device, memory_format=self.memory_format)
+        y = y.to(self.device)
+        self.net.train()
+        with autocast(r.precision, self.device):
+            logits = self.net(xb)
+        loss = self.criterion(logits.float(), y)
+        finite = bool(torch.isfinite(loss))
+        wrong = (logits.detach().argmax(1) != y).sum().item()
+        local = [0.0 if finite else 1.0, float(self.stop_signal is not None), len(y),
+                 loss.item() * len(y) if finite else 0.0, wrong]  # fmt: skip
+        bad, stop, n, loss_sum, wrong = self.dist.sum(torch.tensor(local, dtype=torch.float64)).tolist()
+        if bad:
+            if r.nan_policy == "skip":
+                self.skipped_steps += 1
+                self.log(f"step {self.step + 1}: non-finite loss; step skipped ({self.skipped_steps} so far)")
+                self.optimizer.zero_grad(set_to_none=True)
+                return None, bool(stop)
+            kept = (
+                f"{self.run_dir / 'last.pt'} holds the last good state (epoch {self.epoch})"
+                if (self.run_dir / "last.pt").is_file()
+                else "no checkpoint had been written yet"
+            )
+            raise NumericalError(
+                f"the loss became {loss.item()} at step {self.step + 1} (epoch {self.epoch + 1}); stopped; "
+                f"{kept}; try a lower --lr, or --nan-policy skip"
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
+        return torch.tensor([n, loss_sum, wrong], dtype=torch.float64), bool(stop)
+
+    def _eval_model(self) -> nn.Module:
+        return self.ema.module if self.ema is not None else self.model
+
+    def _evaluate(self, split, mode: str = "center", flip: bool = False, model: nn.Module | None = None) -> dict:
+        r = self.recipe
+        return evaluate(
+            model or self._eval_model(),
+            split,
+            self.pipeline,
+            mode,
+            flip,
+            r.eval_batch_size,
+            r.precision,
+            r.channels_last,
+            self.dist.shard,
+            r.workers,
+            self.dist.sum,
+        )
+
+    def _best_model(self) -> nn.Module | None:
+        """The best-on-validation model, if validation picked one distinct from the test set."""
+        if self.val_set is None or self.val_set is self.test_set:
+            return None
+        state = None
+        if self.dist.main and (self.run_dir / "best.pt").is_file():
+            ckpt = load_checkpoint(self.run_dir / "best.pt")
+            state = ckpt["ema"] if ckpt.get("ema") else ckpt["model"]
+        state = self.dist.broadcast_object(state)  # other machines may not share the run directory
+        if state is None:
+            return None
+        model = create_model(
+            self.recipe.model,
+            num_classes=len(self.bundle.classes),
+            in_chans=self.bundle.channels,
+            **self.recipe.model_options,
+        )
+        model.load_state_dict(state)
+        return model.to(self.device, memory_format=self.memory_format)
+
+    def _end_epoch(self) -> None:
+        r = self.recipe
+        stats = self.epoch_stats  # already summed over the processes, step by step
+        n = max(stats[0].item(), 1)
+        record = {
+            "epoch": self.epoch + 1,
+            "step": self.step,
+            "train_loss": stats[1].item() / n,
+            "train_error": 100 * stats[2].item() / n,
+            "lr": self.schedule.lr(max(self.step - 1, 0)),
+            "seconds": round(self.epoch_seconds, 2),
+        }
+        last_epoch = self.step >= self.schedule.total
+        improved = False
+        if self.val_set is not None and ((self.epoch + 1) % r.eval_every == 0 or last_epoch):
+            val = self._evaluate(self.val_set)
+            record.update(val_loss=val["loss"], val_error=val["top1_error"], val_top5_error=val["top5_error"])
+            improved = val["top1_error"] < self.best_val
+            self.best_val = min(self.best_val, val["top1_error"])
+            if self.schedule.observe_val_error(val["top1_error"]):
+                self.log(f"epoch {self.epoch + 1}: validation error on a plateau; lr divided by {1 / r.gamma:g}")
+        record["images_per_second"] = round(stats[0].item() / max(self.epoch_seconds, 1e-9), 1)
+        record["elapsed"] = round(sum(h["seconds"] for h in self.history) + self.epoch_seconds, 2)
+        self.history.append(record)
+        self.epoch += 1
+        self.epoch_step = 0
+        self.epoch_stats = torch.zeros(3, dtype=torch.float64)
+        self.epoch_seconds = 0.0
+        if self.dist.main:
+            append_line(self.run_dir / "metrics.jsonl", json.dumps(record))
+        self.save()
+        if improved and self.dist.main:
+            self.save("best.pt")
+        val_txt = f" | val err {record['val_error']:.2f}%" if "val_error" in record else ""
+        self.log(
+            f"epoch {record['epoch']} step {self.step}/{self.schedule.total} | train loss "
+            f"{record['train_loss']:.4f} err {record['train_error']:.2f}%{val_txt} | lr {record['lr']:.4g} | "
+            f"{record['seconds']:.0f}s, {record['images_per_second']:.0f} img/s"
+        )
+
+    def _final_test(self) -> RunResult:
+        r = self.recipe
+        test = test_best = None
+        if self.test_set is not None:
+            test = self._evaluate(self.test_set, r.test_mode, r.test_flip)
+            test.update(split=self.test_split, checkpoint="last.pt", epoch=self.epoch, step=self.step)
+            best = self._best_model()
+            if best is not None:
+                test_best = self._evaluate(self.test_set, r.test_mode, r.test_flip, best)
+                test_best.update(split=self.test_split, checkpoint="best.pt", best_val_error=self.best_val)
+            result = {
+                "test": test,
+                "test_best_on_val": test_best,
+                "skipped_steps": self.skipped_steps,
+                "train_seconds": sum(h["seconds"] for h in self.history),
+                "data": self.bundle.source,
+            }
+            if self.dist.main:
+                write_text_atomic(self.run_dir / "test.json", json.dumps(result, indent=2) + "\n")
+            msg = (
+                f"{self.test_split} error {test['top1_error']:.2f}% (accuracy {100 - test['top1_error']:.2f}%), "
+                f"top-5 error {test['top5_error']:.2f}% on {test['n']:,} images [{r.test_mode}"
+                f"{' + flip' if r.test_flip else ''}]"
+            )
+            if test_best is not None:
+                msg += f"; best-on-val checkpoint: {test_best['top1_error']:.2f}%"
+            self.log(msg)
+        total_s = sum(h["seconds"] for h in self.history)
+        self.log(f"done in {fmt_duration(total_s)} of training; run directory {self.run_dir}")
+        return RunResult(
+            self.run_dir, test, test_best, None if math.isinf(self.best_val) else self.best_val, self.history
+        )
+
+
+def train(recipe: Recipe, out: Path | None = None, resume: Path | None = None, quiet: bool = False) -> RunResult:
+    trainer = Trainer(recipe, out, resume, quiet)
+    try:
+        return trainer.run()
+    finally:
+        trainer.dist.close()

@@ -1,0 +1,117 @@
+"""Batch augmentation and preprocessing: shapes, statistics, determinism, shard invariance."""
+
+import numpy as np
+import pytest
+import torch
+
+from deepres.data import ImageSet
+from deepres.data.augment import (
+    color_jitter,
+    pad_crop_flip,
+    pca_lighting,
+    resize_center_crop,
+    scale_crop_flip,
+    to_float,
+)
+from deepres.data.pipeline import Pipeline
+from deepres.errors import ConfigError
+
+
+def draws(n, k=13, seed=0):
+    return torch.rand(n, k, generator=torch.Generator().manual_seed(seed))
+
+
+def test_pad_crop_flip_gives_crops_of_the_padded_image(cifar10):
+    x = torch.from_numpy(cifar10.splits["train"].images[:64])
+    out = pad_crop_flip(x, 4, draws(64))
+    assert out.shape == x.shape and out.dtype == torch.uint8
+    padded = torch.nn.functional.pad(x, (0, 0, 4, 4, 4, 4))
+    for i in range(64):  # each output is one of the 9x9 crops of its padded image, maybe mirrored
+        found = any(
+            torch.equal(out[i], c) or torch.equal(out[i], c.flip(1))
+            for dy in range(9)
+            for dx in range(9)
+            for c in [padded[i, dy : dy + 32, dx : dx + 32]]
+        )
+        assert found
+
+
+def test_pad_crop_flip_statistics(cifar10):
+    x = torch.from_numpy(cifar10.splits["train"].images[:4096])
+    u = draws(4096)
+    out = pad_crop_flip(x, 4, u)
+    # Half the images flipped; offsets uniform over 0..8, so the zero border covers on average
+    # E|dy-4| = 20/9 rows (and columns) of 32.
+    assert abs((u[:, 2] < 0.5).float().mean().item() - 0.5) < 0.03
+    zero_rows = (out.reshape(4096, 32, -1) == 0).all(2).sum(1).float().mean().item()
+    assert abs(zero_rows - 20 / 9) < 0.25
+    assert torch.equal(pad_crop_flip(x[:8], 0, torch.zeros(8, 3) + 0.9), x[:8])  # no pad, no flip: identity
+
+
+def test_augmentation_is_a_function_of_the_draws_and_shards_cleanly(cifar10):
+    x = torch.from_numpy(cifar10.splits["train"].images[:128])
+    u = draws(128)
+    whole = pad_crop_flip(x, 4, u)
+    halves = torch.cat([pad_crop_flip(x[:64], 4, u[:64]), pad_crop_flip(x[64:], 4, u[64:])])
+    assert torch.equal(whole, halves)
+    assert torch.equal(whole, pad_crop_flip(x, 4, draws(128)))
+
+
+def test_to_float_is_channels_last_and_scaled():
+    x = torch.randint(0, 256, (4, 8, 8, 3), dtype=torch.uint8)
+    f = to_float(x)
+    assert f.shape == (4, 3, 8, 8) and f.is_contiguous(memory_format=torch.channels_last)
+    assert torch.allclose(f * 255, x.permute(0, 3, 1, 2).float())
+
+
+def test_scale_crop_flip_and_eval_resize():
+    x = torch.rand(6, 3, 64, 48)
+    assert scale_crop_flip(x, 40, (48, 96), draws(6, 4)).shape == (6, 3, 40, 40)
+    assert resize_center_crop(x, 56, 48).shape == (6, 3, 48, 48)
+    # The shorter side at its own length and a full-size crop reproduce the image (or its mirror).
+    y = scale_crop_flip(x[:, :, :48, :], 48, (48, 48), torch.tensor([[0.0, 0.0, 0.0, 0.9]] * 6))
+    torch.testing.assert_close(y, x[:, :, :48, :], atol=1e-5, rtol=0)
+
+
+def test_colour_jitter_and_lighting_keep_shapes_and_vary_per_image():
+    x = torch.rand(16, 3, 8, 8)
+    j = color_jitter(x, 0.4, draws(16, 3))
+    assert j.shape == x.shape and j.min() >= 0 and j.max() <= 1
+    shift = pca_lighting(x, 0.1, draws(16, 3)) - x
+    assert torch.allclose(shift, shift[:, :, :1, :1].expand_as(shift), atol=1e-6)  # one shift per image
+    assert shift[:, :, 0, 0].std(0).min() > 0
+
+
+def test_pixel_mean_normalisation(cifar10):
+    train = ImageSet(cifar10.splits["train"].images[:5000], cifar10.splits["train"].labels[:5000])
+    p = Pipeline(normalize="pixel-mean").fit(train)
+    assert p.mean.shape == (3, 32, 32) and p.std is None
+    batch = p.eval_batch(torch.from_numpy(train.images))
+    assert batch.mean(0).abs().max() < 1e-5  # every pixel of the training set now has mean zero
+    c = Pipeline(normalize="channel").fit(train)
+    b = c.eval_batch(torch.from_numpy(train.images))
+    assert torch.allclose(b.mean((0, 2, 3)), torch.zeros(3), atol=1e-4)
+    assert torch.allclose(b.std((0, 2, 3)), torch.ones(3), atol=1e-3)
+
+
+def test_pipeline_round_trips_through_its_state(cifar10):
+    p = Pipeline(normalize="pixel-mean").fit(ImageSet(cifar10.splits["test"].images, cifar10.splits["test"].labels))
+    q = Pipeline.from_state(p.state())
+    x = torch.from_numpy(cifar10.splits["test"].images[:32])
+    u = draws(32)
+    assert torch.equal(p.train_batch(x, u), q.train_batch(x, u))
+    assert q.image_size == (32, 32)
+
+
+def test_image_to_batch_resizes_to_the_training_size(cifar10):
+    p = Pipeline().fit(ImageSet(cifar10.splits["test"].images, cifar10.splits["test"].labels))
+    assert p.image_to_batch(np.zeros((100, 80, 3), np.uint8)).shape == (1, 3, 32, 32)
+    q = Pipeline(augment="imagenet", crop=224, resize=256, normalize="none")
+    assert q.image_to_batch(np.zeros((300, 400, 3), np.uint8)).shape == (1, 3, 224, 224)
+
+
+def test_bad_pipeline_settings():
+    with pytest.raises(ConfigError, match="augment='rotate'"):
+        Pipeline(augment="rotate")
+    with pytest.raises(ConfigError, match="crop <= scale_min"):
+        Pipeline(augment="imagenet", crop=300, scale_min=256)

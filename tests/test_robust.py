@@ -1,0 +1,216 @@
+"""Trustworthy training: exact resume, crash-safe checkpoints under kill -9, signals, numerical
+faults, full disks. Every test drives real `deepres train` processes on real CIFAR-10 images."""
+
+import json
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import run_cli
+from deepres.train.checkpoint import load_checkpoint
+from test_data import write_cifar10_pickles
+
+# A small real-data run: 640 training images (128 held out for validation), batches of 64.
+TINY = ["--recipe", "cifar-fast", "--val-split", "128", "--batch-size", "64", "--epochs", "3", "--warmup", "1",
+        "--eval-batch-size", "128"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def tiny_cifar(cifar10, tmp_path_factory):
+    tr, te = cifar10.splits["train"], cifar10.splits["test"]
+    root = tmp_path_factory.mktemp("tiny") / "cifar-10-batches-py"
+    i, j = stratified(tr.labels, 64), stratified(te.labels, 20)  # 64 / 20 images of every class
+    return write_cifar10_pickles(root, tr.images[i], tr.labels[i], te.images[j], te.labels[j], cifar10.classes)
+
+
+def stratified(labels, k):
+    return np.concatenate([np.flatnonzero(labels == c)[:k] for c in range(10)])
+
+
+def train_cmd(data, out, *extra):
+    return [sys.executable, "-m", "deepres.cli", "train", *TINY, "--data", str(data), "--out", str(out), *extra]
+
+
+def final_weights(run):
+    return load_checkpoint(run / "last.pt")["model"]
+
+
+def assert_same_run(a, b):
+    wa, wb = final_weights(a), final_weights(b)
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        assert torch.equal(wa[k], wb[k]), f"{k} differs"
+    drop = {"seconds", "elapsed", "images_per_second"}
+    rows = lambda r: [{k: v for k, v in json.loads(x).items() if k not in drop}
+                      for x in (r / "metrics.jsonl").read_text().splitlines()]  # fmt: skip
+    assert rows(a) == rows(b)
+    ta, tb = (json.loads((r / "test.json").read_text())["test"] for r in (a, b))
+    assert ta["top1_error"] == tb["top1_error"] and ta["loss"] == tb["loss"]
+
+
+@pytest.fixture(scope="module")
+def reference_runs(tiny_cifar, tmp_path_factory):
+    """Uninterrupted runs, fp32 and bf16, to compare interrupted ones against."""
+    runs = {}
+    for precision in ("fp32", "bf16"):
+        out = tmp_path_factory.mktemp("ref") / precision
+        done = subprocess.run(train_cmd(tiny_cifar, out, "--precision", precision), capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-2000:]
+        runs[precision] = out
+    return runs
+
+
+def wait_for(predicate, timeout=120):
+    t0 = time.time()
+    while not predicate():
+        if time.time() - t0 > timeout:
+            raise TimeoutError
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("precision, sig", [("fp32", signal.SIGINT), ("bf16", signal.SIGTERM)])
+def test_signal_stops_at_a_step_checkpoints_and_resumes_exactly(tiny_cifar, reference_runs, tmp_path, precision, sig):
+    out = tmp_path / "run"
+    proc = subprocess.Popen(train_cmd(tiny_cifar, out, "--precision", precision), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    # Stop it in the middle of its second epoch.
+    wait_for(lambda: (out / "metrics.jsonl").is_file() and (out / "metrics.jsonl").read_text().count("\n") >= 1)
+    time.sleep(0.3)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + sig, err
+    assert f"resume with: deepres train --resume {out}" in err and "Traceback" not in err
+    state = load_checkpoint(out / "last.pt")
+    assert state["step"] > state["epoch"] * 8 or state["epoch"] == 3  # mid-epoch position recorded
+    resumed = run_cli("train", "--resume", out)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "resuming resnet20" in resumed.stdout
+    assert_same_run(reference_runs[precision], out)  # bit for bit, in fp32 and in bf16 on CPU
+
+
+def checkpoint_id(path):
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return st.st_ino, st.st_mtime_ns  # every atomic write renames a new file into place
+
+
+def test_kill_9_at_random_moments_never_loses_a_loadable_checkpoint(tiny_cifar, reference_runs, tmp_path):
+    out = tmp_path / "run"
+    rng = random.Random(0)
+    # A checkpoint at (almost) every step, so that kills land during writes too.
+    cmd = train_cmd(tiny_cifar, out, "--precision", "fp32", "--checkpoint-every", "0.0001")
+    kills = 0
+    finished = False
+    while kills < 6 and not finished:
+        before = checkpoint_id(out / "last.pt")
+        log = tmp_path / f"stderr-{kills}.txt"
+        with log.open("w") as err:  # a file, not a pipe: a full pipe would stall the trainer
+            proc = subprocess.Popen([*cmd[:3], "train", "--resume", str(out)] if before else cmd,
+                                    stdout=subprocess.DEVNULL, stderr=err)  # fmt: skip
+        # Kill at a random moment after this process has made progress (written a checkpoint of its
+        # own), so the test neither depends on the machine's speed nor kills before training starts.
+        wait_for(lambda: checkpoint_id(out / "last.pt") != before or proc.poll() is not None)
+        time.sleep(rng.uniform(0.0, 0.4))
+        if proc.poll() is not None:  # finished before the kill
+            assert proc.returncode == 0, log.read_text()[-2000:]
+            finished = True
+            break
+        proc.kill()
+        proc.wait()
+        kills += 1
+        load_checkpoint(out / "last.pt")  # always loadable, whatever the moment of the kill
+    if not finished:
+        done = run_cli("train", "--resume", out)
+        assert done.returncode == 0, done.stderr[-2000:]
+    assert kills >= 3
+    assert not list(out.glob(".*.tmp"))  # temporaries of writers killed mid-write are cleaned on resume
+    assert_same_run(reference_runs["fp32"], out)
+
+
+def test_non_finite_loss_stops_naming_the_step(tiny_cifar, tmp_path):
+    result = run_cli("train", *TINY, "--data", tiny_cifar, "--out", tmp_path / "run", "--lr", "1e30",
+                     "--precision", "fp32")  # fmt: skip
+    assert result.returncode == 2
+    assert "the loss became nan at step" in result.stderr or "the loss became inf at step" in result.stderr
+    assert "Traceback" not in result.stderr and result.stderr.count("\n") == 1
+    assert not (tmp_path / "run" / "last.pt").exists()  # nothing good to keep: no checkpoint was written
+
+
+def test_non_finite_loss_keeps_the_last_good_checkpoint(tiny_cifar, tmp_path):
+    """A healthy first epoch, then a learning rate that blows up: last.pt is still the healthy one."""
+    out = tmp_path / "run"
+    first = run_cli("train", *TINY, "--data", tiny_cifar, "--out", out, "--precision", "fp32",
+                    "--epochs", "3", "--schedule", "step",
+                    "--milestones", "1", "--gamma", "1e31")  # fmt: skip
+    assert first.returncode == 2 and "the loss became" in first.stderr
+    state = load_checkpoint(out / "last.pt")
+    assert state["epoch"] == 1
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+
+
+def test_nan_policy_skip_continues(tiny_cifar, tmp_path):
+    out = tmp_path / "run"
+    result = run_cli("train", *TINY, "--data", tiny_cifar, "--out", out, "--precision", "fp32", "--epochs", "2",
+                     "--schedule", "step", "--milestones", "1", "--gamma", "1e31", "--nan-policy", "skip")  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads((out / "test.json").read_text())["skipped_steps"] > 0
+    assert "step skipped" in (out / "log.txt").read_text()
+
+
+def test_full_disk_keeps_the_previous_checkpoint(tiny_cifar, tmp_path):
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(disk)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip("cannot mount a small tmpfs here (needs root)")
+    try:
+        out = disk / "run"
+        # Each checkpoint of ResNet-20 (+ momentum) is ~2.2 MB: the second cannot be written beside the first.
+        result = run_cli("train", *TINY, "--data", tiny_cifar, "--out", out, "--precision", "fp32")
+        assert result.returncode == 2
+        assert "no space left on the device writing" in result.stderr and "Traceback" not in result.stderr
+        assert load_checkpoint(out / "last.pt")["epoch"] == 1
+        assert not list(out.glob(".*.tmp"))
+    finally:
+        subprocess.run(["umount", str(disk)])
+
+
+def test_atomic_write_keeps_the_old_file_on_enospc(tmp_path):
+    import errno
+
+    from deepres.errors import DeepresError
+    from deepres.io import atomic_write
+
+    path = tmp_path / "f.bin"
+    path.write_bytes(b"old")
+    with pytest.raises(DeepresError, match="no space left on the device writing .*f.bin; the previous version is kept"):
+        with atomic_write(path) as f:
+            f.write(b"new, partial")
+            raise OSError(errno.ENOSPC, "No space left on device")
+    assert path.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["f.bin"]
+
+
+def test_larger_than_memory_dataset_streams(tmp_path, cifar10):
+    """A CIFAR-style image folder over the memory budget trains from disk through workers."""
+    from PIL import Image
+
+    for split, images, labels in (
+        ("train", cifar10.splits["train"].images[:300], cifar10.splits["train"].labels[:300]),
+        ("test", cifar10.splits["test"].images[:100], cifar10.splits["test"].labels[:100]),
+    ):
+        for i, (img, y) in enumerate(zip(images, labels, strict=True)):
+            d = tmp_path / "c10" / split / cifar10.classes[y]
+            d.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(img).save(d / f"{i}.png")
+    result = run_cli("train", "--data", tmp_path / "c10", "--memory-budget-gb", "0.0001", "--epochs", "1",
+                     "--batch-size", "50", "--val-split", "0", "--workers", "1", "--out", tmp_path / "run")  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads((tmp_path / "run" / "test.json").read_text())["test"]["n"] == 100

@@ -1,0 +1,159 @@
+"""End to end on real data: train ResNet-20 on a slice of the real CIFAR-10, then evaluate,
+predict and plot from its run directory, all through the command line."""
+
+import json
+import tomllib
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import run_cli
+from test_data import write_cifar10_pickles
+from test_robust import stratified
+
+
+@pytest.fixture(scope="module")
+def cifar_slice(cifar10, tmp_path_factory):
+    """5,000 real training and 1,000 real test images (stratified), as official-format pickles."""
+    tr, te = cifar10.splits["train"], cifar10.splits["test"]
+    i, j = stratified(tr.labels, 500), stratified(te.labels, 100)
+    root = tmp_path_factory.mktemp("slice") / "cifar-10-batches-py"
+    return write_cifar10_pickles(root, tr.images[i], tr.labels[i], te.images[j], te.labels[j], cifar10.classes)
+
+
+@pytest.fixture(scope="module")
+def trained_run(cifar_slice, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "r20"
+    result = run_cli(
+        "train",
+        "--recipe",
+        "cifar-fast",
+        "--data",
+        cifar_slice,
+        "--val-split",
+        "500",
+        "--epochs",
+        "8",
+        "--warmup",
+        "2",
+        "--out",
+        out,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out, result
+
+
+def test_training_learns_real_cifar(trained_run):
+    out, result = trained_run
+    test = json.loads((out / "test.json").read_text())
+    # 4,500 training images, 8 epochs: far above the 10 % of chance.
+    assert test["test"]["n"] == 1000 and test["test"]["top1_error"] < 60
+    assert "test error" in result.stdout
+
+
+def test_run_directory_holds_everything(trained_run):
+    out, _ = trained_run
+    assert {"recipe.toml", "env.json", "metrics.jsonl", "last.pt", "best.pt", "test.json", "log.txt"} <= {
+        p.name for p in out.iterdir()
+    }
+    recipe = tomllib.loads((out / "recipe.toml").read_text())
+    assert recipe["epochs"] == 8 and recipe["model"] == "resnet20" and recipe["name"] == "cifar-fast"
+    env = json.loads((out / "env.json").read_text())
+    assert env["torch"] == torch.__version__ and env["cores"] >= 1 and "cpu" in env
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == list(range(1, 9))
+    assert {"train_loss", "train_error", "val_error", "lr", "seconds", "step"} <= set(rows[0])
+    assert rows[-1]["train_error"] < rows[0]["train_error"]
+    assert len(list(out.glob(".*tmp"))) == 0  # no half-written files
+
+
+def test_eval_command(trained_run):
+    out, _ = trained_run
+    result = run_cli("eval", out, "--which", "last", "--ten-crop", "--format", "json")
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)
+    test = json.loads((out / "test.json").read_text())["test"]
+    assert rows[0]["mode"] == "ten-crop" and rows[0]["images"] == 1000
+    center = json.loads(run_cli("eval", out / "last.pt", "--format", "json").stdout)[0]
+    assert center["top1_error_%"] == pytest.approx(test["top1_error"], abs=0.01)
+    val = json.loads(run_cli("eval", out, "--split", "val", "--format", "json").stdout)[0]
+    assert val["images"] == 500
+
+
+def test_predict_command(trained_run, cifar10, tmp_path):
+    out, _ = trained_run
+    paths = []
+    for k in range(2):
+        img = cifar10.splits["test"].images[np.flatnonzero(cifar10.splits["test"].labels == 6)[k]]  # frogs
+        Image.fromarray(img).resize((96, 96)).save(tmp_path / f"frog{k}.png")
+        paths.append(tmp_path / f"frog{k}.png")
+    result = run_cli("predict", out, *paths, "--format", "json")
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)
+    assert len(rows) == 10 and [r["rank"] for r in rows[:5]] == [1, 2, 3, 4, 5]
+    assert sum(r["probability"] for r in rows[:5]) <= 1.0001
+    assert rows[0]["probability"] >= rows[1]["probability"]
+    bad = run_cli("predict", out, tmp_path / "missing.png")
+    assert bad.returncode == 2 and "missing.png: no such file" in bad.stderr
+
+
+def test_plot_command(trained_run, tmp_path):
+    out, _ = trained_run
+    png = tmp_path / "curves.png"
+    result = run_cli("plot", out, out, "--label", "a", "--label", "b", "--out", png)
+    assert result.returncode == 0, result.stderr
+    with Image.open(png) as im:
+        assert im.format == "PNG" and im.size[0] > 300
+
+
+def test_default_train_uses_the_embedded_sample(tmp_path):
+    result = run_cli("train", "--epochs", "1", "--out", tmp_path / "run", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "cifar10-sample" in result.stdout
+    assert json.loads((tmp_path / "run" / "test.json").read_text())["test"]["n"] == 1000
+
+
+def test_streamed_image_folder_trains(tmp_path):
+    """Mixed-size photos stream from disk through worker processes, ImageNet-style."""
+    rng = np.random.default_rng(0)
+    for split in ("train", "val"):
+        for c in ("a", "b"):
+            (tmp_path / "photos" / split / c).mkdir(parents=True)
+            for i in range(8):
+                size = (40 + 8 * (i % 3), 36)
+                Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(
+                    tmp_path / "photos" / split / c / f"{i}.jpg"
+                )
+    result = run_cli(
+        "train",
+        "--model",
+        "resnet18",
+        "--data",
+        tmp_path / "photos",
+        "--augment",
+        "imagenet",
+        "--crop",
+        "32",
+        "--resize",
+        "36",
+        "--scale-min",
+        "36",
+        "--scale-max",
+        "44",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "8",
+        "--workers",
+        "1",
+        "--val-split",
+        "0",
+        "--out",
+        tmp_path / "run",
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    test = json.loads((tmp_path / "run" / "test.json").read_text())["test"]
+    assert test["split"] == "val" and test["n"] == 16
