@@ -84,7 +84,7 @@ def test_empty_class_folder(tmp_path, out):
     (["--batch-size", "12.5"], "--batch-size '12.5': expected a int"),
     (["--batch-size", "0"], "batch_size=0: expected a positive number"),
     (["--label-smoothing", "1.5"], "label_smoothing, ema_decay and momentum must be in [0, 1)"),
-    (["--precision", "fp8"], "precision='fp8': expected one of bf16, fp32"),
+    (["--precision", "fp8"], "precision='fp8': expected one of auto, bf16, fp32"),
     (["--model-options", "shortcut=D"], "unknown shortcut 'D'"),
     (["--batch-size", "100000"], "--batch-size 100000 is larger than the training set"),
 ])  # fmt: skip

@@ -117,7 +117,7 @@ def test_kill_9_at_random_moments_never_loses_a_loadable_checkpoint(tiny_cifar, 
                                     stdout=subprocess.DEVNULL, stderr=err)  # fmt: skip
         # Kill at a random moment after this process has made progress (written a checkpoint of its
         # own), so the test neither depends on the machine's speed nor kills before training starts.
-        wait_for(lambda: checkpoint_id(out / "last.pt") != before or proc.poll() is not None)
+        wait_for(lambda: checkpoint_id(out / "last.pt") != before or proc.poll() is not None)  # noqa: B023
         time.sleep(rng.uniform(0.0, 0.4))
         if proc.poll() is not None:  # finished before the kill
             assert proc.returncode == 0, log.read_text()[-2000:]

@@ -5,6 +5,7 @@ import json
 import tomllib
 
 import numpy as np
+import onnxruntime as ort
 import pytest
 import torch
 from PIL import Image
@@ -98,6 +99,27 @@ def test_predict_command(trained_run, cifar10, tmp_path):
     assert rows[0]["probability"] >= rows[1]["probability"]
     bad = run_cli("predict", out, tmp_path / "missing.png")
     assert bad.returncode == 2 and "missing.png: no such file" in bad.stderr
+
+
+def test_exported_checkpoint_includes_its_preprocessing(trained_run, cifar10, tmp_path):
+    """An ONNX export of a trained run takes plain RGB in [0, 1] and gives deepres's own scores."""
+    from deepres.train.checkpoint import load_checkpoint, model_from_checkpoint
+
+    out, _ = trained_run
+    onnx_path = tmp_path / "r20.onnx"
+    result = run_cli("export", out, "--format", "onnx", "--out", onnx_path)
+    assert result.returncode == 0, result.stderr
+    info = json.loads((tmp_path / "r20.onnx.json").read_text())
+    assert info["classes"] == cifar10.classes and info["input_shape"] == ["batch", 3, 32, 32]
+
+    model, pipeline, _ = model_from_checkpoint(load_checkpoint(out / "best.pt"))
+    images = torch.from_numpy(cifar10.splits["test"].images[:16])  # real test images, uint8 NHWC
+    with torch.no_grad():
+        expected = model(pipeline.eval_batch(images)).numpy()
+    plain = (images.permute(0, 3, 1, 2).float() / 255).numpy()
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    got = session.run(None, {"input": plain})[0]
+    assert np.abs(got - expected).max() <= 1e-4
 
 
 def test_plot_command(trained_run, tmp_path):

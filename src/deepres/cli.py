@@ -9,6 +9,7 @@ import sys
 import traceback
 
 from .errors import DeepresError
+from .hardware import PRECISIONS
 from .tables import FORMATS, render
 
 
@@ -175,7 +176,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     modes = [m for m, on in (("ten-crop", args.ten_crop), ("multi-scale", args.multi_scale)) if on] or ["center"]
     rows = []
     for mode in modes:
-        res = evaluate(model, split, pipeline, mode, args.flip, args.batch_size, args.precision)
+        res = evaluate(model, split, pipeline, mode, args.flip, args.batch_size, args.precision, compile=args.compile)
         rows.append(
             {
                 "checkpoint": str(path),
@@ -238,6 +239,46 @@ def cmd_download(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .export import FORMATS, export_checkpoint, export_model
+    from .models.registry import list_models
+
+    target = Path(args.target)
+    if not target.exists() and args.target in list_models():
+        # A bare architecture (He-initialised): for benchmarks, serving tests and shape checks.
+        from . import create_model
+
+        classes = {"num_classes": args.num_classes} if args.num_classes else {}
+        model = create_model(args.target, in_chans=args.in_chans, **classes)
+        size = args.input_size or model.default_input_size
+        out = Path(args.out or f"{args.target}{FORMATS[args.format]}")
+        meta = {"model": args.target, "input": "normalized NCHW float32"}
+        export_model(model, out, args.format, (1, args.in_chans, size, size), meta)
+    else:
+        from .train.checkpoint import find_checkpoint, load_checkpoint
+
+        path = find_checkpoint(target, args.which)
+        out = Path(args.out or path.with_suffix(FORMATS[args.format]))
+        export_checkpoint(load_checkpoint(path), out, args.format, str(path), raw=args.raw)
+    print(out)
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Run benchmarks/bench.py of the source checkout deepres is installed from."""
+    import runpy
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "bench.py"
+    if not script.is_file():
+        raise DeepresError(f"{script}: not found; `deepres bench` runs from a source checkout (pip install -e .)")
+    sys.argv = [str(script), *args.rest]
+    runpy.run_path(str(script), run_name="__main__")
+    return 0
+
+
 DEFAULT_RECIPE = "sample"
 
 
@@ -292,7 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
             default="best",
             help="in a run directory: best.pt (default, falls back to last.pt) or last.pt",
         )
-        p.add_argument("--precision", choices=["bf16", "fp32"], default="bf16")
+        p.add_argument("--precision", choices=PRECISIONS, default="auto")
         p.add_argument("--format", choices=FORMATS, default="table")
 
     p = sub.add_parser("eval", help="top-1/top-5 error of a checkpoint: centre, 10-crop, multi-scale")
@@ -307,6 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--flip", action="store_true", help="also average the mirrored image's scores")
     p.add_argument("--batch-size", type=int, default=250)
+    p.add_argument("--compile", action="store_true", help="torch.compile + freezing: pays on large test sets")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("predict", help="top-5 classes of images with probabilities")
@@ -314,6 +356,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.add_argument("--top", type=int, default=5)
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("export", help="write a checkpoint (or a bare model) as ONNX, TorchScript or safetensors")
+    p.add_argument("target", metavar="CHECKPOINT|RUN_DIR|MODEL")
+    p.add_argument("--format", choices=["onnx", "torchscript", "safetensors"], default="onnx")
+    p.add_argument("--out", help="file to write (default: beside the checkpoint, or MODEL.<ext>)")
+    p.add_argument("--which", choices=["best", "last"], default="best", help="in a run directory: which checkpoint")
+    p.add_argument("--raw", action="store_true", help="leave the input normalisation out of the graph")
+    p.add_argument("--input-size", type=int, help="bare models: input side (default: native, 224 or 32)")
+    p.add_argument("--num-classes", type=int, help="bare models: classes (default: 1000, CIFAR nets 10)")
+    p.add_argument("--in-chans", type=int, default=3, help="bare models: input channels")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("bench", help="speed vs a reference measured side by side (benchmarks/bench.py)", add_help=False)
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("plot", help="training/validation error curves of runs (the paper's Fig. 6 style)")
     p.add_argument("runs", nargs="+", metavar="RUN_DIR")
@@ -334,7 +390,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, rest = parser.parse_known_args(argv)
+    if args.command == "bench":
+        args.rest = rest  # the benchmark parses its own flags (--quick, --rounds, ...)
+    elif rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     try:
         return int(args.func(args) or 0)
     except DeepresError as e:

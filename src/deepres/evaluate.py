@@ -3,8 +3,6 @@ testing (shorter side in {224, 256, 384, 480, 640}, scores averaged). Top-1 and 
 
 from __future__ import annotations
 
-import contextlib
-
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -14,16 +12,10 @@ from .data.augment import to_float
 from .data.dataset import FileSet, ImageSet
 from .data.loader import SINGLE, Shard, eval_batches, eval_file_batches
 from .data.pipeline import Pipeline
+from .inference import inference_fn
 
 PAPER_SCALES = (224, 256, 384, 480, 640)
 MODES = ("center", "ten-crop", "multi-scale")
-
-
-def autocast(precision: str, device: torch.device | str = "cpu"):
-    dev = torch.device(device).type
-    if precision == "bf16":
-        return torch.autocast(device_type=dev, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 def ten_crops(x: Tensor, crop: int) -> list[Tensor]:
@@ -48,9 +40,10 @@ class Evaluator:
         pipeline: Pipeline,
         mode: str = "center",
         flip: bool = False,
-        precision: str = "bf16",
+        precision: str = "auto",
         channels_last: bool = True,
         scales: tuple[int, ...] | None = None,
+        compile: bool = False,
     ):
         if mode not in MODES:
             raise ValueError(f"unknown test mode {mode!r}; expected one of {MODES}")
@@ -61,11 +54,11 @@ class Evaluator:
         if mode == "multi-scale":
             self.flip = True  # the paper's dense multi-scale testing averages mirror images too
         self.device = next(model.parameters()).device
+        self.forward = inference_fn(model, precision, compile)
 
     def _logits(self, x: Tensor) -> Tensor:
         x = x.to(self.device, memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
-        with autocast(self.precision, self.device):
-            return self.model(x).float()
+        return self.forward(x)
 
     def _probs(self, x: Tensor) -> Tensor:
         p = self._logits(x).softmax(1)
@@ -109,11 +102,12 @@ def evaluate(
     mode: str = "center",
     flip: bool = False,
     batch_size: int = 500,
-    precision: str = "bf16",
+    precision: str = "auto",
     channels_last: bool = True,
     shard: Shard = SINGLE,
     workers: int = 0,
     reduce=None,
+    compile: bool = False,
 ) -> dict:
     """Top-1/top-5 error (%) and mean cross-entropy of ``model`` on ``split``.
 
@@ -121,7 +115,7 @@ def evaluate(
     """
     was_training = model.training
     model.eval()
-    ev = Evaluator(model, pipeline, mode, flip, precision, channels_last)
+    ev = Evaluator(model, pipeline, mode, flip, precision, channels_last, compile=compile)
     totals = torch.zeros(4, dtype=torch.float64)  # n, top-1 wrong, top-5 wrong, loss sum
     try:
         if isinstance(split, ImageSet):
@@ -162,10 +156,9 @@ def evaluate(
     }
 
 
-def predict_probs(model: nn.Module, pipeline: Pipeline, image: np.ndarray, precision: str = "bf16") -> Tensor:
+def predict_probs(model: nn.Module, pipeline: Pipeline, image: np.ndarray, precision: str = "auto") -> Tensor:
     """Class probabilities for one decoded image of any size (H, W, C uint8)."""
     model.eval()
     x = pipeline.image_to_batch(image)
     device = next(model.parameters()).device
-    with torch.no_grad(), autocast(precision, device):
-        return model(x.to(device, memory_format=torch.channels_last)).float().softmax(1)[0]
+    return inference_fn(model, precision)(x.to(device, memory_format=torch.channels_last)).softmax(1)[0]

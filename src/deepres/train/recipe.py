@@ -14,11 +14,12 @@ from pathlib import Path
 import tomli_w
 
 from ..errors import ConfigError
+from ..hardware import PRECISIONS, resolve_precision
 
 CHOICES = {
     "optimizer": ("sgd", "adamw"),
     "schedule": ("step", "cosine", "onecycle", "plateau", "constant"),
-    "precision": ("bf16", "fp32"),
+    "precision": PRECISIONS,
     "augment": ("cifar", "imagenet", "flip", "none"),
     "normalize": ("pixel-mean", "channel", "none"),
     "test_mode": ("center", "ten-crop", "multi-scale"),
@@ -74,7 +75,7 @@ class Recipe:
     plateau_patience: int = 5  # plateau: epochs without a better val error before lr / 10
     ema_decay: float = 0.0  # exponential moving average of the weights (0: off)
     # Numerics and speed
-    precision: str = "bf16"
+    precision: str = "auto"  # auto: bf16 where the hardware has it natively, else fp32
     channels_last: bool = True
     compile: bool = False
     threads: int = 0  # 0: one per core (shared among local processes)
@@ -114,6 +115,8 @@ class Recipe:
             if fnmatch.fnmatch(self.model, pattern):
                 recipe = recipe.replace(f"model_overrides.{pattern}", **changes)
         recipe.validate()
+        if recipe.precision == "auto":  # fixed here, so the saved recipe (and a resume) says what ran
+            recipe = dataclasses.replace(recipe, precision=resolve_precision("auto"))
         return recipe
 
     def validate(self) -> None:

@@ -1,0 +1,41 @@
+"""What the machine at hand does fast. bf16 autocast pays only where the hardware has bf16 arithmetic
+(AVX-512 BF16 or AMX on x86 CPUs, any recent GPU); elsewhere PyTorch emulates it and a bf16 step runs
+several times *slower* than fp32, so "auto" precision picks per machine."""
+
+from __future__ import annotations
+
+import functools
+
+PRECISIONS = ("auto", "bf16", "fp32")
+
+
+@functools.cache
+def cpu_has_fast_bf16() -> bool:
+    import torch  # here, not at the top: the CLI imports this module before it needs torch
+
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+
+
+def fast_precision(device="cpu") -> str:
+    """The precision the fast path uses on ``device``: bf16 where it is native, else fp32."""
+    import torch
+
+    device = torch.device(device)
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    return "bf16" if cpu_has_fast_bf16() else "fp32"
+
+
+def resolve_precision(precision: str, device="cpu") -> str:
+    return fast_precision(device) if precision == "auto" else precision
+
+
+def describe() -> str:
+    """One line for logs and benchmark tables."""
+    import torch
+
+    cap = torch.backends.cpu.get_cpu_capability()
+    return (
+        f"CPU {cap}, bf16 {'native' if cpu_has_fast_bf16() else 'emulated (slow)'}, {torch.get_num_threads()} threads"
+    )

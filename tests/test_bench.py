@@ -1,0 +1,19 @@
+"""The benchmark runs end to end (a smoke run: one round, smallest nets). Its speed targets are
+checked by `deepres bench` itself on a quiet machine, never by a timed unit test."""
+
+import re
+
+from conftest import run_cli
+
+
+def test_bench_quick_prints_side_by_side_ratios():
+    result = run_cli("bench", "--quick", "--format", "csv", timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = result.stdout
+    assert re.search(r"conv peak .*: fp32 \d+ GFLOP/s, bf16 \d+ GFLOP/s", out)
+    train = next(line for line in out.splitlines() if line.startswith("train,resnet20,128,"))
+    infer = next(line for line in out.splitlines() if line.startswith("infer,resnet18,1,"))
+    # reference img/s, deepres img/s and their ratio: measured, positive, and consistent
+    ref, ours, ratio = (float(v) for v in train.split(",")[3:6])
+    assert ref > 0 and ours > 0 and abs(ratio - ours / ref) < 0.02
+    assert float(infer.split(",")[3]) > 0
