@@ -26,7 +26,8 @@ from ..data import DataBundle, ImageSet, load_dataset, stratified_split
 from ..data.loader import FileLoader, MemoryLoader
 from ..data.pipeline import Pipeline
 from ..errors import DeepresError
-from ..evaluate import autocast, evaluate
+from ..evaluate import evaluate
+from ..inference import autocast
 from ..io import append_line, write_text_atomic
 from ..models.registry import create_model
 from .checkpoint import load_checkpoint, save_checkpoint
