@@ -21,6 +21,7 @@ import argparse
 import contextlib
 import functools
 import io
+import os
 import platform
 import statistics
 import sys
@@ -40,6 +41,7 @@ from deepres.analysis.complexity import count
 from deepres.data import load_dataset
 from deepres.hardware import describe, fast_precision
 from deepres.tables import render
+from deepres.train.env import cpu_model, git_version
 from deepres.train.recipe import load_recipe
 from deepres.train.trainer import Trainer
 
@@ -253,7 +255,8 @@ def main(argv: list[str] | None = None) -> int:
 
     PEAK["fp32"], PEAK["bf16"] = conv_peak("fp32"), conv_peak("bf16")
     print(f"deepres {deepres.__version__}, torch {torch.__version__}, Python {platform.python_version()}")
-    print(f"machine: {platform.processor() or platform.machine()}, {describe()}; fast precision: {fast_precision()}")
+    print(f"machine: {cpu_model()} ({platform.machine()}, {os.cpu_count()} cores), {describe()}")
+    print(f"deepres's fast precision here: {fast_precision()}; git {git_version().get('commit', '?')[:10]}")
     print(f"conv peak (3x3, 256 ch, 56x56): fp32 {PEAK['fp32']:.0f} GFLOP/s, bf16 {PEAK['bf16']:.0f} GFLOP/s")
     sys.stdout.flush()
     train = ["resnet20"] if args.quick else ["resnet20", "resnet56", "resnet110"]
