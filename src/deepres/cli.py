@@ -266,6 +266,13 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from .reproduce import reproduce
+
+    print(reproduce(args.experiment, args.budget, args.out))
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     """Run benchmarks/bench.py of the source checkout deepres is installed from."""
     import runpy
@@ -367,6 +374,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-classes", type=int, help="bare models: classes (default: 1000, CIFAR nets 10)")
     p.add_argument("--in-chans", type=int, default=3, help="bare models: input channels")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("reproduce", help="one of the paper's experiments, from real runs: report, figures, logs")
+    p.add_argument("experiment", help="complexity")
+    p.add_argument(
+        "--budget", choices=["small", "full"], default="small", help="small: minutes (CI); full: the reports"
+    )
+    p.add_argument("--out", default="results", help="the report goes to OUT/EXPERIMENT/ (default: results)")
+    p.set_defaults(func=cmd_reproduce)
 
     p = sub.add_parser("bench", help="speed vs a reference measured side by side (benchmarks/bench.py)", add_help=False)
     p.set_defaults(func=cmd_bench)

@@ -1,0 +1,25 @@
+"""Report pieces shared by the experiments: markdown tables of ours vs the paper."""
+
+from __future__ import annotations
+
+DATA_CAVEAT = (
+    "Our CIFAR-10 is the JPEG re-encode of the official images in `../shared/data/cifar10-jpeg.tar.xz` "
+    "(the same 50,000 + 10,000 images, lossy-compressed once), not the official PNG-exact pickles."
+)
+
+
+def fmt(value: object) -> str:
+    """Cells as given (round before), '-' for none."""
+    return "-" if value is None else str(value)
+
+
+def markdown_table(header: list[str], rows: list[list[object]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def difference(ours: float | None, paper: float | None, digits: int = 2) -> str:
+    if ours is None or paper is None:
+        return "-"
+    return f"{ours - paper:+.{digits}f} ({100 * (ours - paper) / paper:+.1f} %)"
