@@ -1,4 +1,4 @@
-"""Render a list of uniform dicts as an aligned table, markdown, csv or json."""
+"""Render a list of dicts (columns: every key, in order of first appearance) as an aligned table, markdown, csv or json."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ def render(rows: list[dict], fmt: str = "table") -> str:
         return json.dumps(rows, indent=2)
     if not rows:
         return ""
-    cols = list(rows[0])
+    cols = list(dict.fromkeys(k for r in rows for k in r))  # rows may differ: none is dropped
     if fmt == "csv":
         buf = io.StringIO()
         writer = csv.DictWriter(buf, cols, lineterminator="\n")
