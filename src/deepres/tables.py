@@ -1,4 +1,5 @@
-"""Render a list of dicts (columns: every key, in order of first appearance) as an aligned table, markdown, csv or json."""
+"""Render a list of dicts as an aligned table, markdown, csv or json; the columns are every key, in
+order of first appearance."""
 
 from __future__ import annotations
 
