@@ -269,7 +269,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_reproduce(args: argparse.Namespace) -> int:
     from .reproduce import reproduce
 
-    print(reproduce(args.experiment, args.budget, args.out))
+    print(reproduce(args.experiment, args.budget, args.out, args.data, args.runs))
     return 0
 
 
@@ -376,11 +376,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("reproduce", help="one of the paper's experiments, from real runs: report, figures, logs")
-    p.add_argument("experiment", help="complexity")
+    p.add_argument("experiment", help="complexity, cifar or degradation")
     p.add_argument(
         "--budget", choices=["small", "full"], default="small", help="small: minutes (CI); full: the reports"
     )
     p.add_argument("--out", default="results", help="the report goes to OUT/EXPERIMENT/ (default: results)")
+    p.add_argument("--data", help="training experiments: the CIFAR-10 data (default: sample / cifar10)")
+    p.add_argument("--runs", default="runs", help="the run store the experiments share (default: runs)")
     p.set_defaults(func=cmd_reproduce)
 
     p = sub.add_parser("bench", help="speed vs a reference measured side by side (benchmarks/bench.py)", add_help=False)

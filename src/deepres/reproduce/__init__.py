@@ -8,13 +8,19 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import DeepresError
-from . import complexity
+from . import cifar, complexity
 
 BUDGETS = ("small", "full")
-EXPERIMENTS: dict[str, Callable[[Path, str], Path]] = {"complexity": complexity.run}
+EXPERIMENTS: dict[str, Callable[..., Path]] = {
+    "complexity": complexity.run,
+    "cifar": cifar.run_cifar,
+    "degradation": cifar.run_degradation,
+}
+TRAINS = {"cifar", "degradation"}  # experiments that train (and take --data)
 
 
-def reproduce(name: str, budget: str = "small", out: str | Path = "results") -> Path:
+def reproduce(name: str, budget: str = "small", out: str | Path = "results", data: str | None = None,
+              store: str | Path = "runs") -> Path:  # fmt: skip
     """Run experiment ``name`` and return its report."""
     if name not in EXPERIMENTS:
         raise DeepresError(f"unknown experiment {name!r}; expected one of {', '.join(EXPERIMENTS)}")
@@ -22,4 +28,6 @@ def reproduce(name: str, budget: str = "small", out: str | Path = "results") -> 
         raise DeepresError(f"--budget {budget}: expected one of {', '.join(BUDGETS)}")
     folder = Path(out) / name
     folder.mkdir(parents=True, exist_ok=True)
+    if name in TRAINS:
+        return EXPERIMENTS[name](folder, budget, data, Path(store))
     return EXPERIMENTS[name](folder, budget)
