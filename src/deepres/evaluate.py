@@ -47,8 +47,7 @@ class Evaluator:
     ):
         if mode not in MODES:
             raise ValueError(f"unknown test mode {mode!r}; expected one of {MODES}")
-        self.model, self.pipeline, self.mode, self.flip = model, pipeline, mode, flip
-        self.precision, self.channels_last = precision, channels_last
+        self.pipeline, self.mode, self.flip, self.channels_last = pipeline, mode, flip, channels_last
         size = pipeline.crop or pipeline.image_size[0] or 224
         self.scales = scales or default_scales(size)
         if mode == "multi-scale":
@@ -158,7 +157,6 @@ def evaluate(
 
 def predict_probs(model: nn.Module, pipeline: Pipeline, image: np.ndarray, precision: str = "auto") -> Tensor:
     """Class probabilities for one decoded image of any size (H, W, C uint8)."""
-    model.eval()
     x = pipeline.image_to_batch(image)
     device = next(model.parameters()).device
     return inference_fn(model, precision)(x.to(device, memory_format=torch.channels_last)).softmax(1)[0]

@@ -23,6 +23,7 @@ def autocast(precision: str, device: torch.device | str = "cpu"):
 def inference_fn(model: nn.Module, precision: str = "auto", compile: bool = False) -> Callable[[Tensor], Tensor]:
     """``fn(x) -> float32 logits`` for ``model`` in eval mode; ``x`` is best given channels_last."""
     device = next(model.parameters()).device
+    precision = resolve_precision(precision, device)  # once, not on every batch
     net: Callable[[Tensor], Tensor] = model.eval()
     if compile:
         import torch._inductor.config as inductor_config

@@ -54,7 +54,8 @@ def table(runs: dict[str, list[Path]]) -> str:
         errors = [test_error(r) for r in rs]
         ours = statistics.mean(errors)
         paper, aka = PAPER.get(name), AKAMASTER.get(name)
-        rows.append([name, complexity(name).weight_layers, f"{complexity(name).params_m:.2f}", mean_std(errors),
+        net = complexity(name)
+        rows.append([name, net.weight_layers, f"{net.params_m:.2f}", mean_std(errors),
                      paper, "-" if paper is None else f"{ours - paper:+.2f}", aka, len(rs),
                      f"{sum(train_seconds(r) for r in rs) / 60:.1f}"])  # fmt: skip
     header = ["net", "layers", "params (M)", "ours: test error %", "paper", "ours - paper",
