@@ -1,5 +1,8 @@
 """`deepres reproduce`: the paper's experiments as commands, writing reports from real counts and runs."""
 
+import json
+import tomllib
+
 from conftest import run_cli
 
 
@@ -23,8 +26,8 @@ def test_unknown_experiment_is_a_one_line_error(tmp_path):
 
 
 def test_training_experiments_share_their_runs(tmp_path):
-    """Small budget: plain-20/56 and ResNet-20/56 on the embedded sample, trained once for both
-    the degradation figure and the CIFAR table."""
+    """Small budget: plain-20/56 and ResNet-20/56 on the embedded sample, trained once for the
+    degradation figure, the CIFAR table, the responses figure and (option A) the shortcuts table."""
     store, out = tmp_path / "runs", tmp_path / "results"
     first = run_cli("reproduce", "degradation", "--out", out, "--runs", store, timeout=1800)
     assert first.returncode == 0, first.stderr[-2000:]
@@ -43,3 +46,33 @@ def test_training_experiments_share_their_runs(tmp_path):
     table = (out / "cifar" / "report.md").read_text()
     assert "| resnet20 | 20 | 0.27 |" in table and "| 8.75 |" in table and "| 8.27 |" in table
     assert "| plain56 | 56 |" in table
+
+    third = run_cli("reproduce", "responses", "--out", out, "--runs", store, timeout=600)
+    assert third.returncode == 0, third.stderr[-2000:]
+    assert [p.stat().st_mtime_ns for p in sorted(store.glob("*/*/test.json"))] == stamps  # measured, not retrained
+    folder = out / "responses"
+    assert (folder / "fig7.png").read_bytes()[:4] == b"\x89PNG"
+    stds = json.loads((folder / "responses.json").read_text())
+    assert {k: len(v) for k, v in stds.items()} == {"plain20": 19, "plain56": 55, "resnet20": 19, "resnet56": 55}
+    assert all(s > 0 for v in stds.values() for s in v)
+    report = (folder / "report.md").read_text()
+    assert "resnet20 responds more weakly than plain20" in report and "| plain56 | 55 |" in report
+
+    fourth = run_cli("reproduce", "shortcuts", "--out", out, "--runs", store, timeout=1800)
+    assert fourth.returncode == 0, fourth.stderr[-2000:]
+    runs = {p.parent.relative_to(store).as_posix() for p in store.glob("*/*/test.json")}
+    new = {"cifar10-sample-sample-small/resnet20-B-s0", "cifar10-sample-sample-small/resnet20-C-s0",
+           "cifar10-sample-imagenet-quarter-small/resnet18-A-s0", "cifar10-sample-imagenet-quarter-small/resnet18-B-s0",
+           "cifar10-sample-imagenet-quarter-small/resnet18-C-s0"}  # fmt: skip
+    assert len(runs) == 9 and new <= runs  # option A of ResNet-20 is the run above
+    recipe = tomllib.loads((store / "cifar10-sample-imagenet-quarter-small/resnet18-C-s0/recipe.toml").read_text())
+    assert recipe["model_options"] == {"widths": [32, 64, 128, 256], "stem_width": 32, "shortcut": "C"}
+    assert recipe["crop"] == 56 and recipe["augment"] == "imagenet"
+    table = (out / "shortcuts" / "report.md").read_text()
+    # counted per option: A adds no parameters, B projects where the shape changes, C everywhere
+    assert (
+        "| resnet20 | A | 0.270 |" in table
+        and "| resnet20 | B | 0.272 |" in table
+        and "| resnet20 | C | 0.284 |" in table
+    )
+    assert "| resnet18 | C | " in table and "| 24.19 |" in table

@@ -376,7 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("reproduce", help="one of the paper's experiments, from real runs: report, figures, logs")
-    p.add_argument("experiment", help="complexity, cifar or degradation")
+    p.add_argument("experiment", help="complexity, cifar, degradation, shortcuts or responses")
     p.add_argument(
         "--budget", choices=["small", "full"], default="small", help="small: minutes (CI); full: the reports"
     )

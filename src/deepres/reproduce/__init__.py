@@ -8,15 +8,17 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import DeepresError
-from . import cifar, complexity
+from . import cifar, complexity, responses, shortcuts
 
 BUDGETS = ("small", "full")
 EXPERIMENTS: dict[str, Callable[..., Path]] = {
     "complexity": complexity.run,
     "cifar": cifar.run_cifar,
     "degradation": cifar.run_degradation,
+    "shortcuts": shortcuts.run,
+    "responses": responses.run,
 }
-TRAINS = {"cifar", "degradation"}  # experiments that train (and take --data)
+TRAINS = {"cifar", "degradation", "shortcuts", "responses"}  # experiments that train (and take --data)
 
 
 def reproduce(name: str, budget: str = "small", out: str | Path = "results", data: str | None = None,

@@ -8,15 +8,13 @@ import statistics
 from pathlib import Path
 
 from ..io import write_text_atomic
-from .report import DATA_CAVEAT, markdown_table
+from .report import DATA_CAVEAT, markdown_table, small_note
 from .runs import Budget, copy_logs, ensure_run, full, metrics, small, test_error, train_seconds
 
 # He et al. 2015, Table 6 (CIFAR-10 test error, %, best of 5 runs for 110: "6.43 (6.61+-0.16)")
 PAPER = {"resnet20": 8.75, "resnet32": 7.51, "resnet44": 7.17, "resnet56": 6.97, "resnet110": 6.43}
 # akamaster/pytorch_resnet_cifar10: the best public re-run (best epoch picked on the test set)
 AKAMASTER = {"resnet20": 8.27, "resnet32": 7.37, "resnet44": 6.90, "resnet56": 6.61, "resnet110": 6.32}
-
-SMALL_NOTE = " The small budget (one epoch on 4,500 images) checks the machinery, not the paper."
 
 NETS = {
     "small": (["resnet20", "resnet56"], ["plain20", "plain56"]),
@@ -69,7 +67,7 @@ def run_cifar(folder: Path, budget: str, data: str | None = None, store: Path = 
     runs = train_all(folder, b, residual + plain, store)
     report = f"""# CIFAR-10: the paper's Table 6
 
-{b.label}, seeds {list(b.seeds)}; budget `{budget}`.{SMALL_NOTE if budget == "small" else ""} Test error of the
+{b.label}, seeds {list(b.seeds)}; budget `{budget}`.{small_note(budget)} Test error of the
 **last** checkpoint, so the validation split (held out of the training set) selects nothing that the
 test set then reports (no best-epoch-on-test numbers). The paper trains 64k iterations with lr
 0.1 / 0.01 / 0.001; `cifar-fast` trains 30 epochs (10.5k iterations) of one-cycle SGD. {DATA_CAVEAT}
@@ -119,7 +117,7 @@ def run_degradation(folder: Path, budget: str, data: str | None = None, store: P
     )  # fmt: skip
     report = f"""# Degradation: the paper's Fig. 6
 
-{b.label}, seeds {list(b.seeds)}; budget `{budget}`.{SMALL_NOTE if budget == "small" else ""} {DATA_CAVEAT}
+{b.label}, seeds {list(b.seeds)}; budget `{budget}`.{small_note(budget)} {DATA_CAVEAT}
 
 ![Fig. 6](fig6.png)
 

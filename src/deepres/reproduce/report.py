@@ -7,6 +7,12 @@ DATA_CAVEAT = (
     "(the same 50,000 + 10,000 images, lossy-compressed once), not the official PNG-exact pickles."
 )
 
+SMALL_NOTE = " The small budget (one epoch on 4,500 images) checks the machinery, not the paper."
+
+
+def small_note(budget: str) -> str:
+    return SMALL_NOTE if budget == "small" else ""
+
 
 def fmt(value: object) -> str:
     """Cells as given (round before), '-' for none."""

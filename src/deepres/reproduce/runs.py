@@ -37,24 +37,26 @@ def full(data: str | None) -> Budget:
     return Budget("full", "cifar-fast", data or "cifar10", (0,))
 
 
-def run_dir(store: Path, budget: Budget, model: str, seed: int) -> Path:
+def run_dir(store: Path, budget: Budget, model: str, seed: int, tag: str = "") -> Path:
     data = Path(budget.data).name.split(".")[0].removesuffix("-jpeg")  # cifar10-jpeg.tar.xz -> cifar10
     group = f"{data}-{budget.recipe}" + ("" if budget.name == "full" else f"-{budget.name}")
-    return store / group / f"{model}-s{seed}"
+    return store / group / (f"{model}-{tag}-s{seed}" if tag else f"{model}-s{seed}")
 
 
-def ensure_run(store: Path, budget: Budget, model: str, seed: int) -> Path:
-    """The finished run of ``model``: reused if done, resumed if interrupted, else trained now."""
+def ensure_run(store: Path, budget: Budget, model: str, seed: int, options: dict | None = None, tag: str = "") -> Path:
+    """The finished run of ``model`` (with spec ``options``, named by ``tag``): reused if done,
+    resumed if interrupted, else trained now."""
     from ..train.trainer import train
 
-    out = run_dir(store, budget, model, seed)
+    out = run_dir(store, budget, model, seed, tag)
     if (out / "test.json").is_file():
         return out
     if (out / "last.pt").is_file():
         train(load_recipe(budget.recipe), resume=out)
         return out
-    recipe = load_recipe(budget.recipe).replace(model=model, data=budget.data, seed=seed, **dict(budget.overrides))
-    train(recipe, out=out)
+    changes = dict(budget.overrides)
+    changes["model_options"] = {**changes.get("model_options", {}), **(options or {})}
+    train(load_recipe(budget.recipe).replace(model=model, data=budget.data, seed=seed, **changes), out=out)
     return out
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections import deque
 
 from tqdm import tqdm
 
@@ -16,24 +17,34 @@ def fmt_duration(seconds: float) -> str:
 
 
 class Progress:
-    def __init__(self, total_steps: int, start_step: int, enabled: bool = True, interval: float = 30.0):
-        self.total, self.enabled, self.interval = total_steps, enabled, interval
+    """Steps, loss, error, lr, speed and an ETA from the recent pace (the last ``window`` seconds),
+    so a pause or a slow start does not skew it for the rest of the run."""
+
+    def __init__(
+        self, total_steps: int, start_step: int, enabled: bool = True, interval: float = 30.0, window: float = 300.0
+    ):
+        self.total, self.enabled, self.interval, self.window = total_steps, enabled, interval, window
         self.tty = enabled and sys.stderr.isatty()
         self.bar = (
             tqdm(total=total_steps, initial=start_step, unit="step", dynamic_ncols=True, leave=False)
             if self.tty
             else None
         )
-        self.t0 = time.perf_counter()
-        self.step0 = start_step
-        self.last_print = self.t0
+        self.last_print = time.perf_counter()
+        self.marks: deque[tuple[float, int]] = deque([(self.last_print, start_step)])
+
+    def eta(self, step: int, now: float) -> float:
+        """Seconds left at the pace of the last ``window`` seconds (the marks span at least that)."""
+        self.marks.append((now, step))
+        while len(self.marks) > 2 and now - self.marks[1][0] >= self.window:
+            self.marks.popleft()
+        t_old, step_old = self.marks[0]
+        return (now - t_old) / max(step - step_old, 1) * (self.total - step)
 
     def update(self, step: int, epoch: int, loss: float, error: float, lr: float, img_per_s: float) -> None:
         if not self.enabled:
             return
-        done = step - self.step0
-        elapsed = time.perf_counter() - self.t0
-        eta = elapsed / max(done, 1) * (self.total - step)
+        eta = self.eta(step, time.perf_counter())
         if self.bar is not None:
             self.bar.n = step
             self.bar.set_postfix_str(

@@ -1,0 +1,101 @@
+"""The paper's Fig. 7: the standard deviation of each 3x3 layer's response (after BN, before the
+ReLU or the addition) on the CIFAR-10 test set, in layer order and sorted by magnitude, for plain and
+residual nets. The paper's reading: residual functions are generally closer to zero than the plain
+nets' layers, and the deeper the ResNet, the smaller its responses."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+
+from ..analysis.responses import layer_responses
+from ..data import load_dataset
+from ..io import write_text_atomic
+from ..train.checkpoint import load_checkpoint, model_from_checkpoint
+from .cifar import budget_for, train_all
+from .report import DATA_CAVEAT, markdown_table, small_note
+
+NETS = {
+    "small": ["plain20", "plain56", "resnet20", "resnet56"],
+    "full": ["plain20", "plain56", "resnet20", "resnet56", "resnet110"],
+}
+
+
+def measure(runs: dict[str, list[Path]], data: str) -> dict[str, list[float]]:
+    """Per net, the std of each 3x3 layer's response on the test set (the last checkpoint, fp32)."""
+    test = load_dataset(data).require("test")
+    stds = {}
+    for name, rs in runs.items():
+        model, pipeline, _ = model_from_checkpoint(load_checkpoint(rs[0] / "last.pt"), str(rs[0]))
+        stds[name] = [std for _, std in layer_responses(model, test, pipeline)]
+    return stds
+
+
+def plot(stds: dict[str, list[float]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 1, figsize=(8, 7), dpi=120)
+    for name, values in stds.items():
+        style = {"linestyle": "--" if name.startswith("plain") else "-", "linewidth": 1.2, "label": name}
+        axes[0].plot(range(1, len(values) + 1), values, **style)
+        axes[1].plot(range(1, len(values) + 1), sorted(values, reverse=True), **style)
+    axes[0].set_xlabel("layer index (original)")
+    axes[1].set_xlabel("layer index (sorted by magnitude)")
+    for ax in axes:
+        ax.set_ylabel("std")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle("Std of 3x3 layer responses on the CIFAR-10 test set (cf. the paper's Fig. 7)")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def findings(mean: dict[str, float]) -> str:
+    """The paper's two readings of Fig. 7, checked on the mean std over each net's layers."""
+    pairs = [(f"plain{d}", f"resnet{d}", f"resnet{d} responds more weakly than plain{d}") for d in (20, 56)]
+    residual = [n for n in ("resnet20", "resnet56", "resnet110") if n in mean]
+    pairs += [
+        (a, b, f"the deeper {b} responds more weakly than {a}") for a, b in zip(residual, residual[1:], strict=False)
+    ]
+    rows = [[claim, f"{mean[weak]:.3f} vs {mean[strong]:.3f}", "yes" if mean[weak] < mean[strong] else "NO"]
+            for strong, weak, claim in pairs if strong in mean and weak in mean]  # fmt: skip
+    return markdown_table(["the paper's reading of Fig. 7", "ours: mean std over layers", "holds"], rows)
+
+
+def run(folder: Path, budget: str, data: str | None = None, store: Path = Path("runs")) -> Path:
+    b = budget_for(budget, data)
+    runs = train_all(folder, b, NETS[budget], store)
+    stds = measure(runs, b.data)
+    plot(stds, folder / "fig7.png")
+    write_text_atomic(folder / "responses.json", json.dumps(stds, indent=1) + "\n")
+    mean = {n: statistics.mean(v) for n, v in stds.items()}
+    table = markdown_table(
+        ["net", "3x3 layers", "mean std", "median std", "max std"],
+        [[n, len(v), f"{mean[n]:.3f}", f"{statistics.median(v):.3f}", f"{max(v):.3f}"] for n, v in stds.items()],
+    )
+    report = f"""# Layer responses: the paper's Fig. 7
+
+{b.label}, seed {list(b.seeds)}; budget `{budget}`.{small_note(budget)} For each net's last checkpoint, the standard
+deviation of every 3x3 layer's output after its BN and before the ReLU or the residual addition
+(the stem convolution included), over all elements (images, channels, positions) of the test set,
+in eval mode (fp32). {DATA_CAVEAT}
+
+![Fig. 7](fig7.png)
+
+Top: in layer order; bottom: sorted by magnitude. Dashed: plain nets. Per-layer values:
+[responses.json](responses.json).
+
+{table}
+
+{findings(mean)}
+
+Logs: [runs/](runs/).
+"""
+    path = folder / "report.md"
+    write_text_atomic(path, report)
+    return path

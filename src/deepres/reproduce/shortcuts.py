@@ -1,0 +1,107 @@
+"""Shortcut options A/B/C (the paper's Sec. 3.3 and Table 3): A pads the added channels with zeros
+(no parameters), B projects (1x1 conv + BN) only where the shape changes, C projects everywhere.
+
+The paper compares them on ImageNet with ResNet-34 and uses A throughout its CIFAR section. We
+compare them on CIFAR-10 with the CIFAR nets, and with an ImageNet-style ResNet-18 layout on the
+CIFAR-10 image folder at a quarter of the paper's ImageNet scale (recipe ``imagenet-quarter``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..analysis.complexity import complexity
+from ..io import write_text_atomic
+from .report import DATA_CAVEAT, markdown_table, small_note
+from .runs import Budget, copy_logs, ensure_run, full, small, test_error, train_seconds
+
+OPTIONS = ("A", "B", "C")
+# He et al. 2015, Table 3: ImageNet val top-1 error (%, 10-crop) of ResNet-34 with each option.
+PAPER_TABLE3 = {"A": 25.03, "B": 24.52, "C": 24.19}
+
+CIFAR_NETS = {"small": ["resnet20"], "full": ["resnet32", "resnet56"]}
+# The ResNet-18 layout (7x7/2 stem, max-pool, [2, 2, 2, 2] basic blocks, four stages) at half width:
+# a quarter of the compute, so three runs fit a few hours of 2 cores.
+FOLDER_NET = "resnet18"
+FOLDER_OPTIONS = {"widths": [32, 64, 128, 256], "stem_width": 32}
+
+
+def folder_budget(budget: str, data: str | None) -> Budget:
+    if budget == "small":
+        # The embedded sample, one epoch: checks the machinery.
+        overrides = (("epochs", 1), ("warmup", 0.5), ("val_split", 500), ("model_options", FOLDER_OPTIONS))
+        return Budget("small", "imagenet-quarter", data or "cifar10-sample", (0,), overrides)
+    return Budget("full", "imagenet-quarter", data or "cifar10", (0,), (("model_options", FOLDER_OPTIONS),))
+
+
+def tag(model: str, option: str) -> str:
+    # Option A is the CIFAR nets' default: its run is the one `cifar` and `degradation` use.
+    return "" if option == "A" and model != FOLDER_NET else option
+
+
+def rows_for(nets: list[str], budget: Budget, store: Path, folder: Path, folder_net: bool = False) -> list[list]:
+    """One row per (net, option): its size and its test error, beside the paper's Table 3 for the
+    ImageNet-style net."""
+    rows = []
+    size = {"input_size": 56, "num_classes": 10, **FOLDER_OPTIONS} if folder_net else {}
+    for name in nets:
+        errors = {}
+        for option in OPTIONS:
+            run = ensure_run(store, budget, name, budget.seeds[0], {"shortcut": option}, tag(name, option))
+            copy_logs(run, folder / "runs" / run.name)
+            errors[option] = test_error(run)
+            net = complexity(name, shortcut=option, **size)
+            rows.append([name, option, f"{net.params_m:.3f}", f"{net.macs / 1e6:.1f}", f"{errors[option]:.2f}",
+                         f"{errors[option] - errors['A']:+.2f}", PAPER_TABLE3[option] if folder_net else "-",
+                         f"{train_seconds(run) / 60:.1f}"])  # fmt: skip
+    return rows
+
+
+def ordering(rows: list[list]) -> str:
+    """Per net, the options from lowest to highest test error (the paper's Table 3: C < B < A)."""
+    by_net: dict[str, list[tuple[float, str]]] = {}
+    for row in rows:
+        by_net.setdefault(row[0], []).append((float(row[4]), row[1]))
+    return "; ".join(f"{n}: " + " < ".join(o for _, o in sorted(v)) for n, v in by_net.items())
+
+
+HEADER = ["net", "shortcut", "params (M)", "mult-adds (M)", "ours: test error %", "vs A",
+          "paper Table 3 (ImageNet ResNet-34, top-1 10-crop)", "train minutes"]  # fmt: skip
+
+
+def run(folder: Path, budget: str, data: str | None = None, store: Path = Path("runs")) -> Path:
+    cifar = small(data) if budget == "small" else full(data)
+    images = folder_budget(budget, None if budget == "small" else data)
+    cifar_rows = rows_for(CIFAR_NETS[budget], cifar, store, folder)
+    folder_rows = rows_for([FOLDER_NET], images, store, folder, folder_net=True)
+    report = f"""# Shortcuts: options A, B and C (the paper's Table 3)
+
+Budget `{budget}`, seed {list(cifar.seeds)}.{small_note(budget)} A: identity shortcuts, zero-padded where the channels
+grow (no parameters); B: projections (1x1 conv + BN) only where the shape changes; C: projections on
+every shortcut. Test error of the last checkpoint (the validation split selects nothing). {DATA_CAVEAT}
+
+## CIFAR-10 nets
+
+{cifar.label}. The paper uses option A for all its CIFAR nets and reports no A/B/C comparison on CIFAR.
+
+{markdown_table(HEADER[:6] + HEADER[7:], [r[:6] + r[7:] for r in cifar_rows])}
+
+## An ImageNet-style net on an image folder, at reduced scale
+
+The ResNet-18 layout (7x7/2 stem, max-pool, four stages of two basic blocks) at half width
+(stem 32, stages 32/64/128/256), trained on {images.label} (at the full budget, the CIFAR-10 JPEG
+tree read as any image folder of 32-px images), with the paper's ImageNet augmentation at a quarter of
+its scale (shorter side 64-120, 56 crop; evaluation 64 / centre 56). The paper's figures are
+ResNet-34 on ImageNet: compare the ordering and the size of the differences, not the errors.
+
+{markdown_table(HEADER, folder_rows)}
+
+Options from lowest to highest test error: {ordering(cifar_rows + folder_rows)}. The paper's
+Table 3: C < B < A, with differences small enough (0.5 and 0.3 points) that "projection shortcuts are
+not essential for addressing the degradation problem". One seed per option here: differences below
+about 0.3 points (CIFAR) are within seed-to-seed noise.
+
+Logs: [runs/](runs/).
+"""
+    path = folder / "report.md"
+    write_text_atomic(path, report)
+    return path
