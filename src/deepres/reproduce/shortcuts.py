@@ -70,7 +70,7 @@ HEADER = ["net", "shortcut", "params (M)", "mult-adds (M)", "ours: test error %"
 
 def run(folder: Path, budget: str, data: str | None = None, store: Path = Path("runs")) -> Path:
     cifar = small(data) if budget == "small" else full(data)
-    images = folder_budget(budget, None if budget == "small" else data)
+    images = folder_budget(budget, data)
     cifar_rows = rows_for(CIFAR_NETS[budget], cifar, store, folder)
     folder_rows = rows_for([FOLDER_NET], images, store, folder, folder_net=True)
     report = f"""# Shortcuts: options A, B and C (the paper's Table 3)
