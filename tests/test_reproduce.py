@@ -58,6 +58,14 @@ def test_training_experiments_share_their_runs(tmp_path):
     report = (folder / "report.md").read_text()
     assert "resnet20 responds more weakly than plain20" in report and "| plain56 | 55 |" in report
 
+    # --no-train: a partial report from what the store holds (ResNet-20 option A), naming the rest
+    partial = run_cli("reproduce", "shortcuts", "--no-train", "--out", tmp_path / "partial", "--runs", store)
+    assert partial.returncode == 0, partial.stderr[-2000:]
+    assert [p.stat().st_mtime_ns for p in sorted(store.glob("*/*/test.json"))] == stamps  # nothing trained
+    text = (tmp_path / "partial" / "shortcuts" / "report.md").read_text()
+    assert "| resnet20 | A | 0.270 |" in text and "| resnet20 | B |" not in text
+    assert "not yet run at this budget: resnet20 B, resnet20 C, resnet18 A, resnet18 B, resnet18 C" in text
+
     fourth = run_cli("reproduce", "shortcuts", "--out", out, "--runs", store, timeout=1800)
     assert fourth.returncode == 0, fourth.stderr[-2000:]
     runs = {p.parent.relative_to(store).as_posix() for p in store.glob("*/*/test.json")}

@@ -269,7 +269,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_reproduce(args: argparse.Namespace) -> int:
     from .reproduce import reproduce
 
-    print(reproduce(args.experiment, args.budget, args.out, args.data, args.runs))
+    print(reproduce(args.experiment, args.budget, args.out, args.data, args.runs, train=not args.no_train))
     return 0
 
 
@@ -383,6 +383,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="results", help="the report goes to OUT/EXPERIMENT/ (default: results)")
     p.add_argument("--data", help="training experiments: the CIFAR-10 data (default: sample / cifar10)")
     p.add_argument("--runs", default="runs", help="the run store the experiments share (default: runs)")
+    p.add_argument(
+        "--no-train", action="store_true", help="report only the runs already finished in the store; name the rest"
+    )
     p.set_defaults(func=cmd_reproduce)
 
     p = sub.add_parser("bench", help="speed vs a reference measured side by side (benchmarks/bench.py)", add_help=False)

@@ -73,7 +73,8 @@ def plot_runs(
     ax.set_ylabel("error (%)")
     ax.set_ylim(0, min(100, max(5.0, top * 1.15)))
     ax.grid(alpha=0.3)
-    ax.legend(title="bold: validation, dashed: training", fontsize=8, title_fontsize=8)
+    if runs:
+        ax.legend(title="bold: validation, dashed: training", fontsize=8, title_fontsize=8)
     if title:
         ax.set_title(title)
     out = Path(out)

@@ -22,8 +22,9 @@ TRAINS = {"cifar", "degradation", "shortcuts", "responses"}  # experiments that 
 
 
 def reproduce(name: str, budget: str = "small", out: str | Path = "results", data: str | None = None,
-              store: str | Path = "runs") -> Path:  # fmt: skip
-    """Run experiment ``name`` and return its report."""
+              store: str | Path = "runs", train: bool = True) -> Path:  # fmt: skip
+    """Run experiment ``name`` and return its report. ``train=False``: report only the runs already
+    finished in the store (a partial report, naming the rest)."""
     if name not in EXPERIMENTS:
         raise DeepresError(f"unknown experiment {name!r}; expected one of {', '.join(EXPERIMENTS)}")
     if budget not in BUDGETS:
@@ -31,5 +32,5 @@ def reproduce(name: str, budget: str = "small", out: str | Path = "results", dat
     folder = Path(out) / name
     folder.mkdir(parents=True, exist_ok=True)
     if name in TRAINS:
-        return EXPERIMENTS[name](folder, budget, data, Path(store))
+        return EXPERIMENTS[name](folder, budget, data, Path(store), train)
     return EXPERIMENTS[name](folder, budget)

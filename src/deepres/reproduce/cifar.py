@@ -8,7 +8,7 @@ import statistics
 from pathlib import Path
 
 from ..io import write_text_atomic
-from .report import DATA_CAVEAT, markdown_table, small_note
+from .report import DATA_CAVEAT, markdown_table, missing_note, small_note
 from .runs import Budget, copy_logs, ensure_run, full, metrics, small, test_error, train_seconds
 
 # He et al. 2015, Table 6 (CIFAR-10 test error, %, best of 5 runs for 110: "6.43 (6.61+-0.16)")
@@ -26,12 +26,21 @@ def budget_for(budget: str, data: str | None) -> Budget:
     return small(data) if budget == "small" else full(data)
 
 
-def train_all(folder: Path, budget: Budget, names: list[str], store: Path) -> dict[str, list[Path]]:
-    runs = {n: [ensure_run(store, budget, n, s) for s in budget.seeds] for n in names}
-    for rs in runs.values():
+def train_all(
+    folder: Path, budget: Budget, names: list[str], store: Path, train: bool = True
+) -> tuple[dict[str, list[Path]], list[str]]:
+    """({net: its finished runs, one per seed}, the nets not finished), training what is missing
+    unless ``train`` is False; the logs are copied into ``folder/runs``."""
+    runs, missing = {}, []
+    for n in names:
+        rs = [ensure_run(store, budget, n, s, train=train) for s in budget.seeds]
+        if None in rs:
+            missing.append(n)
+            continue
+        runs[n] = rs
         for r in rs:
             copy_logs(r, folder / "runs" / r.name)
-    return runs
+    return runs, missing
 
 
 def mean_std(values: list[float]) -> str:
@@ -42,6 +51,14 @@ def mean_std(values: list[float]) -> str:
 
 def final_train_error(run: Path) -> float:
     return metrics(run)[-1]["train_error"]
+
+
+def finding(claim: str, error: dict[str, float], subject: str, other: str, lower: bool) -> list[str]:
+    """A row checking that net ``subject`` ends with lower (or higher) ``error`` than net ``other``."""
+    if subject not in error or other not in error:
+        return [claim, "not yet run", "-"]
+    holds = error[subject] < error[other] if lower else error[subject] > error[other]
+    return [claim, f"{error[subject]:.2f} % vs {error[other]:.2f} %", "yes" if holds else "NO"]
 
 
 def table(runs: dict[str, list[Path]]) -> str:
@@ -61,10 +78,12 @@ def table(runs: dict[str, list[Path]]) -> str:
     return markdown_table(header, rows)
 
 
-def run_cifar(folder: Path, budget: str, data: str | None = None, store: Path = Path("runs")) -> Path:
+def run_cifar(
+    folder: Path, budget: str, data: str | None = None, store: Path = Path("runs"), train: bool = True
+) -> Path:
     b = budget_for(budget, data)
     residual, plain = NETS[budget]
-    runs = train_all(folder, b, residual + plain, store)
+    runs, missing = train_all(folder, b, residual + plain, store, train)
     report = f"""# CIFAR-10: the paper's Table 6
 
 {b.label}, seeds {list(b.seeds)}; budget `{budget}`.{small_note(budget)} Test error of the
@@ -73,7 +92,7 @@ test set then reports (no best-epoch-on-test numbers). The paper trains 64k iter
 0.1 / 0.01 / 0.001; `cifar-fast` trains 30 epochs (10.5k iterations) of one-cycle SGD. {DATA_CAVEAT}
 
 {table(runs)}
-
+{missing_note(missing)}
 Paper: He et al. 2015, Table 6. akamaster: github.com/akamaster/pytorch_resnet_cifar10, which reports
 the best epoch on the test set (an optimistic protocol). Logs: [runs/](runs/).
 """
@@ -82,7 +101,9 @@ the best epoch on the test set (an optimistic protocol). Logs: [runs/](runs/).
     return path
 
 
-def run_degradation(folder: Path, budget: str, data: str | None = None, store: Path = Path("runs")) -> Path:
+def run_degradation(
+    folder: Path, budget: str, data: str | None = None, store: Path = Path("runs"), train: bool = True
+) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -92,27 +113,26 @@ def run_degradation(folder: Path, budget: str, data: str | None = None, store: P
 
     b = budget_for(budget, data)
     residual, plain = NETS[budget]
-    runs = train_all(folder, b, plain + residual, store)
+    runs, missing = train_all(folder, b, plain + residual, store, train)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), dpi=120, sharey=True)
     for ax, names, title in ((axes[0], plain, "plain"), (axes[1], residual, "ResNet")):
-        plot_runs([str(runs[n][0]) for n in names], folder / "fig6.png", labels=names, title=title, ax=ax)
+        done = [n for n in names if n in runs]
+        plot_runs([str(runs[n][0]) for n in done], folder / "fig6.png", labels=done, title=title, ax=ax)
     fig.tight_layout()
     fig.savefig(folder / "fig6.png")
     plt.close(fig)
 
     shallow_p, deep_p = plain[0], plain[-1]
     shallow_r, deep_r = residual[0], residual[-1]
-    tr = {n: statistics.mean(final_train_error(r) for r in runs[n]) for n in (shallow_p, deep_p)}
-    te = {n: statistics.mean(test_error(r) for r in runs[n]) for n in (shallow_r, deep_r)}
-    finding1 = tr[deep_p] > tr[shallow_p]
-    finding2 = te[deep_r] < te[shallow_r]
+    train_err = {n: statistics.mean(final_train_error(r) for r in rs) for n, rs in runs.items()}
+    test_err = {n: statistics.mean(test_error(r) for r in rs) for n, rs in runs.items()}
     findings = markdown_table(
         ["the paper's finding", "ours", "holds"],
         [
-            [f"deeper plain nets train worse: {deep_p} ends with higher training error than {shallow_p}",
-             f"{tr[deep_p]:.2f} % vs {tr[shallow_p]:.2f} %", "yes" if finding1 else "NO"],
-            [f"deeper residual nets are better: {deep_r} ends with lower test error than {shallow_r}",
-             f"{te[deep_r]:.2f} % vs {te[shallow_r]:.2f} %", "yes" if finding2 else "NO"],
+            finding(f"deeper plain nets train worse: {deep_p} ends with higher training error than {shallow_p}",
+                    train_err, deep_p, shallow_p, lower=False),
+            finding(f"deeper residual nets are better: {deep_r} ends with lower test error than {shallow_r}",
+                    test_err, deep_r, shallow_r, lower=True),
         ],
     )  # fmt: skip
     report = f"""# Degradation: the paper's Fig. 6
@@ -125,7 +145,7 @@ Thin dashed: training error; bold: validation error (the held-out split of the t
 evaluated once, at the end). The paper's Fig. 6 plots test error.
 
 {findings}
-
+{missing_note(missing)}
 Logs: [runs/](runs/).
 """
     path = folder / "report.md"

@@ -14,6 +14,13 @@ def small_note(budget: str) -> str:
     return SMALL_NOTE if budget == "small" else ""
 
 
+def missing_note(missing: list[str]) -> str:
+    """What a report made with ``--no-train`` leaves out: runs not finished in the store yet."""
+    if not missing:
+        return ""
+    return f"\n**Partial report**: not yet run at this budget: {', '.join(missing)} (run without `--no-train`).\n"
+
+
 def fmt(value: object) -> str:
     """Cells as given (round before), '-' for none."""
     return "-" if value is None else str(value)

@@ -14,7 +14,7 @@ from ..data import load_dataset
 from ..io import write_text_atomic
 from ..train.checkpoint import load_checkpoint, model_from_checkpoint
 from .cifar import budget_for, train_all
-from .report import DATA_CAVEAT, markdown_table, small_note
+from .report import DATA_CAVEAT, markdown_table, missing_note, small_note
 
 NETS = {
     "small": ["plain20", "plain56", "resnet20", "resnet56"],
@@ -48,7 +48,8 @@ def plot(stds: dict[str, list[float]], path: Path) -> None:
     for ax in axes:
         ax.set_ylabel("std")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        if stds:
+            ax.legend(fontsize=8)
     fig.suptitle("Std of 3x3 layer responses on the CIFAR-10 test set (cf. the paper's Fig. 7)")
     fig.tight_layout()
     fig.savefig(path)
@@ -67,9 +68,9 @@ def findings(mean: dict[str, float]) -> str:
     return markdown_table(["the paper's reading of Fig. 7", "ours: mean std over layers", "holds"], rows)
 
 
-def run(folder: Path, budget: str, data: str | None = None, store: Path = Path("runs")) -> Path:
+def run(folder: Path, budget: str, data: str | None = None, store: Path = Path("runs"), train: bool = True) -> Path:
     b = budget_for(budget, data)
-    runs = train_all(folder, b, NETS[budget], store)
+    runs, missing = train_all(folder, b, NETS[budget], store, train)
     stds = measure(runs, b.data)
     plot(stds, folder / "fig7.png")
     write_text_atomic(folder / "responses.json", json.dumps(stds, indent=1) + "\n")
@@ -93,7 +94,7 @@ Top: in layer order; bottom: sorted by magnitude. Dashed: plain nets. Per-layer 
 {table}
 
 {findings(mean)}
-
+{missing_note(missing)}
 Logs: [runs/](runs/).
 """
     path = folder / "report.md"

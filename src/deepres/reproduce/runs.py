@@ -43,20 +43,24 @@ def run_dir(store: Path, budget: Budget, model: str, seed: int, tag: str = "") -
     return store / group / (f"{model}-{tag}-s{seed}" if tag else f"{model}-s{seed}")
 
 
-def ensure_run(store: Path, budget: Budget, model: str, seed: int, options: dict | None = None, tag: str = "") -> Path:
+def ensure_run(
+    store: Path, budget: Budget, model: str, seed: int, options: dict | None = None, tag: str = "", train: bool = True
+) -> Path | None:
     """The finished run of ``model`` (with spec ``options``, named by ``tag``): reused if done,
-    resumed if interrupted, else trained now."""
-    from ..train.trainer import train
+    resumed if interrupted, else trained now. ``train=False``: the finished run or None."""
+    from ..train.trainer import train as train_run
 
     out = run_dir(store, budget, model, seed, tag)
     if (out / "test.json").is_file():
         return out
+    if not train:
+        return None
     if (out / "last.pt").is_file():
-        train(load_recipe(budget.recipe), resume=out)
+        train_run(load_recipe(budget.recipe), resume=out)
         return out
     changes = dict(budget.overrides)
     changes["model_options"] = {**changes.get("model_options", {}), **(options or {})}
-    train(load_recipe(budget.recipe).replace(model=model, data=budget.data, seed=seed, **changes), out=out)
+    train_run(load_recipe(budget.recipe).replace(model=model, data=budget.data, seed=seed, **changes), out=out)
     return out
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..analysis.complexity import complexity
 from ..io import write_text_atomic
-from .report import DATA_CAVEAT, markdown_table, small_note
+from .report import DATA_CAVEAT, markdown_table, missing_note, small_note
 from .runs import Budget, copy_logs, ensure_run, full, small, test_error, train_seconds
 
 OPTIONS = ("A", "B", "C")
@@ -38,22 +38,28 @@ def tag(model: str, option: str) -> str:
     return "" if option == "A" and model != FOLDER_NET else option
 
 
-def rows_for(nets: list[str], budget: Budget, store: Path, folder: Path, folder_net: bool = False) -> list[list]:
-    """One row per (net, option): its size and its test error, beside the paper's Table 3 for the
-    ImageNet-style net."""
-    rows = []
+def rows_for(
+    nets: list[str], budget: Budget, store: Path, folder: Path, train: bool, folder_net: bool = False
+) -> tuple[list[list], list[str]]:
+    """(one row per finished (net, option): its size and test error, beside the paper's Table 3 for
+    the ImageNet-style net; the runs not finished)."""
+    rows, missing = [], []
     size = {"input_size": 56, "num_classes": 10, **FOLDER_OPTIONS} if folder_net else {}
     for name in nets:
         errors = {}
         for option in OPTIONS:
-            run = ensure_run(store, budget, name, budget.seeds[0], {"shortcut": option}, tag(name, option))
+            run = ensure_run(store, budget, name, budget.seeds[0], {"shortcut": option}, tag(name, option), train)
+            if run is None:
+                missing.append(f"{name} {option}")
+                continue
             copy_logs(run, folder / "runs" / run.name)
             errors[option] = test_error(run)
             net = complexity(name, shortcut=option, **size)
+            vs_a = f"{errors[option] - errors['A']:+.2f}" if "A" in errors else "-"
+            paper = PAPER_TABLE3[option] if folder_net else "-"
             rows.append([name, option, f"{net.params_m:.3f}", f"{net.macs / 1e6:.1f}", f"{errors[option]:.2f}",
-                         f"{errors[option] - errors['A']:+.2f}", PAPER_TABLE3[option] if folder_net else "-",
-                         f"{train_seconds(run) / 60:.1f}"])  # fmt: skip
-    return rows
+                         vs_a, paper, f"{train_seconds(run) / 60:.1f}"])  # fmt: skip
+    return rows, missing
 
 
 def ordering(rows: list[list]) -> str:
@@ -68,11 +74,11 @@ HEADER = ["net", "shortcut", "params (M)", "mult-adds (M)", "ours: test error %"
           "paper Table 3 (ImageNet ResNet-34, top-1 10-crop)", "train minutes"]  # fmt: skip
 
 
-def run(folder: Path, budget: str, data: str | None = None, store: Path = Path("runs")) -> Path:
+def run(folder: Path, budget: str, data: str | None = None, store: Path = Path("runs"), train: bool = True) -> Path:
     cifar = small(data) if budget == "small" else full(data)
     images = folder_budget(budget, data)
-    cifar_rows = rows_for(CIFAR_NETS[budget], cifar, store, folder)
-    folder_rows = rows_for([FOLDER_NET], images, store, folder, folder_net=True)
+    cifar_rows, cifar_missing = rows_for(CIFAR_NETS[budget], cifar, store, folder, train)
+    folder_rows, folder_missing = rows_for([FOLDER_NET], images, store, folder, train, folder_net=True)
     report = f"""# Shortcuts: options A, B and C (the paper's Table 3)
 
 Budget `{budget}`, seed {list(cifar.seeds)}.{small_note(budget)} A: identity shortcuts, zero-padded where the channels
@@ -100,6 +106,7 @@ Table 3: C < B < A, with differences small enough (0.5 and 0.3 points) that "pro
 not essential for addressing the degradation problem". One seed per option here: differences below
 about 0.3 points (CIFAR) are within seed-to-seed noise.
 
+{missing_note(cifar_missing + folder_missing)}
 Logs: [runs/](runs/).
 """
     path = folder / "report.md"
