@@ -84,3 +84,11 @@ def test_training_experiments_share_their_runs(tmp_path):
         and "| resnet20 | C | 0.284 |" in table
     )
     assert "| resnet18 | C | " in table and "| 24.19 |" in table
+
+
+def test_compute_minutes_ignore_a_paused_epoch(tmp_path):
+    from deepres.reproduce.runs import compute_minutes
+
+    rows = [{"epoch": i + 1, "seconds": s} for i, s in enumerate([150.0, 5196.0, 140.0, 160.0])]  # epoch 2 stopped
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert compute_minutes(tmp_path) == 155.0 * 4 / 60

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..io import write_text_atomic
 from .report import DATA_CAVEAT, markdown_table, missing_note, small_note
-from .runs import Budget, copy_logs, ensure_run, full, metrics, small, test_error, train_seconds
+from .runs import Budget, compute_minutes, copy_logs, ensure_run, full, metrics, small, test_error
 
 # He et al. 2015, Table 6 (CIFAR-10 test error, %, best of 5 runs for 110: "6.43 (6.61+-0.16)")
 PAPER = {"resnet20": 8.75, "resnet32": 7.51, "resnet44": 7.17, "resnet56": 6.97, "resnet110": 6.43}
@@ -72,9 +72,9 @@ def table(runs: dict[str, list[Path]]) -> str:
         net = complexity(name)
         rows.append([name, net.weight_layers, f"{net.params_m:.2f}", mean_std(errors),
                      paper, "-" if paper is None else f"{ours - paper:+.2f}", aka, len(rs),
-                     f"{sum(train_seconds(r) for r in rs) / 60:.1f}"])  # fmt: skip
+                     f"{sum(compute_minutes(r) for r in rs):.1f}"])  # fmt: skip
     header = ["net", "layers", "params (M)", "ours: test error %", "paper", "ours - paper",
-              "akamaster (test-selected)", "seeds", "train minutes"]  # fmt: skip
+              "akamaster (test-selected)", "seeds", "train minutes (median epoch x epochs)"]  # fmt: skip
     return markdown_table(header, rows)
 
 

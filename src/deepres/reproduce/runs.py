@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,8 +70,11 @@ def test_error(run: Path) -> float:
     return json.loads((run / "test.json").read_text())["test"]["top1_error"]
 
 
-def train_seconds(run: Path) -> float:
-    return json.loads((run / "test.json").read_text()).get("train_seconds", 0.0)
+def compute_minutes(run: Path) -> float:
+    """The run's training compute: the median epoch's seconds times the epochs. Unlike the wall
+    clock, it does not count a pause (SIGSTOP, a session boundary) or an epoch that shared the cores."""
+    seconds = [m["seconds"] for m in metrics(run)]
+    return statistics.median(seconds) * len(seconds) / 60 if seconds else 0.0
 
 
 def metrics(run: Path) -> list[dict]:

@@ -12,7 +12,7 @@ from pathlib import Path
 from ..analysis.complexity import complexity
 from ..io import write_text_atomic
 from .report import DATA_CAVEAT, markdown_table, missing_note, small_note
-from .runs import Budget, copy_logs, ensure_run, full, small, test_error, train_seconds
+from .runs import Budget, compute_minutes, copy_logs, ensure_run, full, small, test_error
 
 OPTIONS = ("A", "B", "C")
 # He et al. 2015, Table 3: ImageNet val top-1 error (%, 10-crop) of ResNet-34 with each option.
@@ -58,7 +58,7 @@ def rows_for(
             vs_a = f"{errors[option] - errors['A']:+.2f}" if "A" in errors else "-"
             paper = PAPER_TABLE3[option] if folder_net else "-"
             rows.append([name, option, f"{net.params_m:.3f}", f"{net.macs / 1e6:.1f}", f"{errors[option]:.2f}",
-                         vs_a, paper, f"{train_seconds(run) / 60:.1f}"])  # fmt: skip
+                         vs_a, paper, f"{compute_minutes(run):.1f}"])  # fmt: skip
     return rows, missing
 
 
@@ -71,7 +71,7 @@ def ordering(rows: list[list]) -> str:
 
 
 HEADER = ["net", "shortcut", "params (M)", "mult-adds (M)", "ours: test error %", "vs A",
-          "paper Table 3 (ImageNet ResNet-34, top-1 10-crop)", "train minutes"]  # fmt: skip
+          "paper Table 3 (ImageNet ResNet-34, top-1 10-crop)", "train minutes (median epoch x epochs)"]  # fmt: skip
 
 
 def run(folder: Path, budget: str, data: str | None = None, store: Path = Path("runs"), train: bool = True) -> Path:
