@@ -59,8 +59,9 @@ def layer_responses(
     The std is over every element (images, channels, positions) of the BN output, in fp32 eval mode
     (BN uses its running statistics, as at test time). ``limit``: only the first ``limit`` images.
     """
-    moments = {name: _Moments() for name, _ in response_layers(model)}
-    handles = [bn.register_forward_hook(moments[name]) for name, bn in response_layers(model)]
+    layers = response_layers(model)
+    moments = {name: _Moments() for name, _ in layers}
+    handles = [bn.register_forward_hook(moments[name]) for name, bn in layers]
     was_training = model.training
     model.eval()
     seen = 0

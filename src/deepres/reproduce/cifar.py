@@ -8,7 +8,7 @@ import statistics
 from pathlib import Path
 
 from ..io import write_text_atomic
-from .report import DATA_CAVEAT, markdown_table, missing_note, small_note
+from .report import DATA_CAVEAT, compare, markdown_table, missing_note, small_note
 from .runs import Budget, compute_minutes, copy_logs, ensure_run, full, metrics, small, test_error
 
 # He et al. 2015, Table 6 (CIFAR-10 test error, %, best of 5 runs for 110: "6.43 (6.61+-0.16)")
@@ -51,14 +51,6 @@ def mean_std(values: list[float]) -> str:
 
 def final_train_error(run: Path) -> float:
     return metrics(run)[-1]["train_error"]
-
-
-def finding(claim: str, error: dict[str, float], subject: str, other: str, lower: bool) -> list[str]:
-    """A row checking that net ``subject`` ends with lower (or higher) ``error`` than net ``other``."""
-    if subject not in error or other not in error:
-        return [claim, "not yet run", "-"]
-    holds = error[subject] < error[other] if lower else error[subject] > error[other]
-    return [claim, f"{error[subject]:.2f} % vs {error[other]:.2f} %", "yes" if holds else "NO"]
 
 
 def table(runs: dict[str, list[Path]]) -> str:
@@ -129,9 +121,9 @@ def run_degradation(
     findings = markdown_table(
         ["the paper's finding", "ours", "holds"],
         [
-            finding(f"deeper plain nets train worse: {deep_p} ends with higher training error than {shallow_p}",
+            compare(f"deeper plain nets train worse: {deep_p} ends with higher training error than {shallow_p}",
                     train_err, deep_p, shallow_p, lower=False),
-            finding(f"deeper residual nets are better: {deep_r} ends with lower test error than {shallow_r}",
+            compare(f"deeper residual nets are better: {deep_r} ends with lower test error than {shallow_r}",
                     test_err, deep_r, shallow_r, lower=True),
         ],
     )  # fmt: skip

@@ -21,6 +21,16 @@ def missing_note(missing: list[str]) -> str:
     return f"\n**Partial report**: not yet run at this budget: {', '.join(missing)} (run without `--no-train`).\n"
 
 
+def compare(claim: str, values: dict[str, float], subject: str, other: str, lower: bool, unit: str = " %",
+            digits: int = 2) -> list[str]:  # fmt: skip
+    """A findings row: does net ``subject`` end lower (or higher) than net ``other`` in ``values``?"""
+    if subject not in values or other not in values:
+        return [claim, "not yet run", "-"]
+    holds = values[subject] < values[other] if lower else values[subject] > values[other]
+    ours = f"{values[subject]:.{digits}f}{unit} vs {values[other]:.{digits}f}{unit}"
+    return [claim, ours, "yes" if holds else "NO"]
+
+
 def fmt(value: object) -> str:
     """Cells as given (round before), '-' for none."""
     return "-" if value is None else str(value)

@@ -14,7 +14,7 @@ from ..data import load_dataset
 from ..io import write_text_atomic
 from ..train.checkpoint import load_checkpoint, model_from_checkpoint
 from .cifar import budget_for, train_all
-from .report import DATA_CAVEAT, markdown_table, missing_note, small_note
+from .report import DATA_CAVEAT, compare, markdown_table, missing_note, small_note
 
 NETS = {
     "small": ["plain20", "plain56", "resnet20", "resnet56"],
@@ -58,13 +58,11 @@ def plot(stds: dict[str, list[float]], path: Path) -> None:
 
 def findings(mean: dict[str, float]) -> str:
     """The paper's two readings of Fig. 7, checked on the mean std over each net's layers."""
-    pairs = [(f"plain{d}", f"resnet{d}", f"resnet{d} responds more weakly than plain{d}") for d in (20, 56)]
+    rows = [compare(f"resnet{d} responds more weakly than plain{d}", mean, f"resnet{d}", f"plain{d}", lower=True,
+                    unit="", digits=3) for d in (20, 56)]  # fmt: skip
     residual = [n for n in ("resnet20", "resnet56", "resnet110") if n in mean]
-    pairs += [
-        (a, b, f"the deeper {b} responds more weakly than {a}") for a, b in zip(residual, residual[1:], strict=False)
-    ]
-    rows = [[claim, f"{mean[weak]:.3f} vs {mean[strong]:.3f}", "yes" if mean[weak] < mean[strong] else "NO"]
-            for strong, weak, claim in pairs if strong in mean and weak in mean]  # fmt: skip
+    rows += [compare(f"the deeper {b} responds more weakly than {a}", mean, b, a, lower=True, unit="", digits=3)
+             for a, b in zip(residual, residual[1:], strict=False)]  # fmt: skip
     return markdown_table(["the paper's reading of Fig. 7", "ours: mean std over layers", "holds"], rows)
 
 

@@ -59,9 +59,10 @@ def ensure_run(
     if (out / "last.pt").is_file():
         train_run(load_recipe(budget.recipe), resume=out)
         return out
-    changes = dict(budget.overrides)
-    changes["model_options"] = {**changes.get("model_options", {}), **(options or {})}
-    train_run(load_recipe(budget.recipe).replace(model=model, data=budget.data, seed=seed, **changes), out=out)
+    recipe = load_recipe(budget.recipe).replace(model=model, data=budget.data, seed=seed, **dict(budget.overrides))
+    if options:
+        recipe = recipe.replace(model_options={**recipe.model_options, **options})
+    train_run(recipe, out=out)
     return out
 
 

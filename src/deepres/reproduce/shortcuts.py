@@ -11,8 +11,9 @@ from pathlib import Path
 
 from ..analysis.complexity import complexity
 from ..io import write_text_atomic
+from .cifar import budget_for
 from .report import DATA_CAVEAT, markdown_table, missing_note, small_note
-from .runs import Budget, compute_minutes, copy_logs, ensure_run, full, small, test_error
+from .runs import Budget, compute_minutes, copy_logs, ensure_run, test_error
 
 OPTIONS = ("A", "B", "C")
 # He et al. 2015, Table 3: ImageNet val top-1 error (%, 10-crop) of ResNet-34 with each option.
@@ -75,7 +76,7 @@ HEADER = ["net", "shortcut", "params (M)", "mult-adds (M)", "ours: test error %"
 
 
 def run(folder: Path, budget: str, data: str | None = None, store: Path = Path("runs"), train: bool = True) -> Path:
-    cifar = small(data) if budget == "small" else full(data)
+    cifar = budget_for(budget, data)
     images = folder_budget(budget, data)
     cifar_rows, cifar_missing = rows_for(CIFAR_NETS[budget], cifar, store, folder, train)
     folder_rows, folder_missing = rows_for([FOLDER_NET], images, store, folder, train, folder_net=True)
