@@ -53,6 +53,12 @@ def final_train_error(run: Path) -> float:
     return metrics(run)[-1]["train_error"]
 
 
+def final(runs: list[Path], key: str) -> str:
+    """A metric's value at the last epoch, over seeds; '-' where the runs did not log it."""
+    values = [metrics(r)[-1].get(key) for r in runs]
+    return "-" if None in values else mean_std(values)
+
+
 def table(runs: dict[str, list[Path]]) -> str:
     from ..analysis.complexity import complexity
 
@@ -105,7 +111,10 @@ def run_degradation(
 
     b = budget_for(budget, data)
     residual, plain = NETS[budget]
-    runs, missing = train_all(folder, b, plain + residual, store, train)
+    # The nets the two findings compare come first, so a partial report can state them early.
+    compared = [plain[0], plain[-1], residual[0], residual[-1]]
+    order = compared + [n for n in plain + residual if n not in compared]
+    runs, missing = train_all(folder, b, order, store, train)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), dpi=120, sharey=True)
     for ax, names, title in ((axes[0], plain, "plain"), (axes[1], residual, "ResNet")):
         done = [n for n in names if n in runs]
@@ -127,6 +136,11 @@ def run_degradation(
                     test_err, deep_r, shallow_r, lower=True),
         ],
     )  # fmt: skip
+    ends = markdown_table(
+        ["net", "final training error %", "final val error %", "test error %", "epochs"],
+        [[n, final(runs[n], "train_error"), final(runs[n], "val_error"), mean_std([test_error(r) for r in runs[n]]),
+          len(metrics(runs[n][0]))] for n in plain + residual if n in runs],
+    )  # fmt: skip
     report = f"""# Degradation: the paper's Fig. 6
 
 {b.label}, seeds {list(b.seeds)}; budget `{budget}`.{small_note(budget)} {DATA_CAVEAT}
@@ -137,6 +151,10 @@ Thin dashed: training error; bold: validation error (the held-out split of the t
 evaluated once, at the end). The paper's Fig. 6 plots test error.
 
 {findings}
+
+Where each run ended (training error: the last epoch's running error on augmented batches):
+
+{ends}
 {missing_note(missing)}
 Logs: [runs/](runs/).
 """
