@@ -37,6 +37,7 @@ def plot(stds: dict[str, list[float]], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     fig, axes = plt.subplots(2, 1, figsize=(8, 7), dpi=120)
     for name, values in stds.items():
@@ -48,6 +49,7 @@ def plot(stds: dict[str, list[float]], path: Path) -> None:
     for ax in axes:
         ax.set_ylabel("std")
         ax.grid(alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # layers are counted, not measured
         if stds:
             ax.legend(fontsize=8)
     fig.suptitle("Std of 3x3 layer responses on the CIFAR-10 test set (cf. the paper's Fig. 7)")
