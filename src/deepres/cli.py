@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import os
 import sys
 import traceback
 
@@ -429,5 +430,20 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
 
+def run() -> None:
+    """The `deepres` command: `main`, then exit with its code."""
+    code = main()
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        # A torchrun worker ends without interpreter teardown. PyTorch's DistributedDataParallel
+        # keeps the gloo process group, and so its worker threads, alive past destroy_process_group;
+        # a worker still releasing a finished collective's tensors during teardown cannot take the
+        # GIL and aborts the process ("terminate called without an active exception") after a run
+        # that succeeded. Every file deepres writes is closed by now; only stdio needs flushing.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()
