@@ -18,8 +18,10 @@ AKAMASTER = {"resnet20": 8.27, "resnet32": 7.37, "resnet44": 6.90, "resnet56": 6
 
 NETS = {
     "small": (["resnet20", "resnet56"], ["plain20", "plain56"]),
-    "full": (["resnet20", "resnet32", "resnet44", "resnet56"], ["plain20", "plain56"]),
+    "full": (["resnet20", "resnet32", "resnet44", "resnet56", "resnet110"], ["plain20", "plain56"]),
 }
+# The nets the paper's two Fig. 6 findings compare (plain-20 vs plain-56, ResNet-20 vs ResNet-56).
+SHALLOW_PLAIN, DEEP_PLAIN, SHALLOW_RESIDUAL, DEEP_RESIDUAL = "plain20", "plain56", "resnet20", "resnet56"
 
 
 def budget_for(budget: str, data: str | None) -> Budget:
@@ -112,7 +114,7 @@ def run_degradation(
     b = budget_for(budget, data)
     residual, plain = NETS[budget]
     # The nets the two findings compare come first, so a partial report can state them early.
-    compared = [plain[0], plain[-1], residual[0], residual[-1]]
+    compared = [SHALLOW_PLAIN, DEEP_PLAIN, SHALLOW_RESIDUAL, DEEP_RESIDUAL]
     order = compared + [n for n in plain + residual if n not in compared]
     runs, missing = train_all(folder, b, order, store, train)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), dpi=120, sharey=True)
@@ -123,8 +125,7 @@ def run_degradation(
     fig.savefig(folder / "fig6.png")
     plt.close(fig)
 
-    shallow_p, deep_p = plain[0], plain[-1]
-    shallow_r, deep_r = residual[0], residual[-1]
+    shallow_p, deep_p, shallow_r, deep_r = compared
     train_err = {n: statistics.mean(final_train_error(r) for r in rs) for n, rs in runs.items()}
     test_err = {n: statistics.mean(test_error(r) for r in rs) for n, rs in runs.items()}
     findings = markdown_table(
