@@ -95,3 +95,11 @@ def test_compute_minutes_ignore_a_paused_epoch(tmp_path):
     rows = [{"epoch": i + 1, "seconds": s} for i, s in enumerate([150.0, 5196.0, 140.0, 160.0])]  # epoch 2 stopped
     (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     assert compute_minutes(tmp_path) == 155.0 * 4 / 60
+
+
+def test_median_throughput_shows_a_run_that_shared_its_cores(tmp_path):
+    from deepres.reproduce.runs import median_throughput
+
+    rates = [300.0, 120.0, 140.0, 310.0, 130.0]  # three of five epochs shared the cores
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps({"images_per_second": r}) + "\n" for r in rates))
+    assert median_throughput(tmp_path) == 140.0

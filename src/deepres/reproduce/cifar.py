@@ -9,7 +9,17 @@ from pathlib import Path
 
 from ..io import write_text_atomic
 from .report import DATA_CAVEAT, compare, markdown_table, missing_note, small_note
-from .runs import Budget, compute_minutes, copy_logs, ensure_run, full, metrics, small, test_error
+from .runs import (
+    Budget,
+    compute_minutes,
+    copy_logs,
+    ensure_run,
+    full,
+    median_throughput,
+    metrics,
+    small,
+    test_error,
+)
 
 # He et al. 2015, Table 6 (CIFAR-10 test error, %, best of 5 runs for 110: "6.43 (6.61+-0.16)")
 PAPER = {"resnet20": 8.75, "resnet32": 7.51, "resnet44": 7.17, "resnet56": 6.97, "resnet110": 6.43}
@@ -72,9 +82,11 @@ def table(runs: dict[str, list[Path]]) -> str:
         net = complexity(name)
         rows.append([name, net.weight_layers, f"{net.params_m:.2f}", mean_std(errors),
                      paper, "-" if paper is None else f"{ours - paper:+.2f}", aka, len(rs),
-                     f"{sum(compute_minutes(r) for r in rs):.1f}"])  # fmt: skip
+                     f"{sum(compute_minutes(r) for r in rs):.1f}",
+                     f"{statistics.median(median_throughput(r) for r in rs):.0f}"])  # fmt: skip
     header = ["net", "layers", "params (M)", "ours: test error %", "paper", "ours - paper",
-              "akamaster (test-selected)", "seeds", "train minutes (median epoch x epochs)"]  # fmt: skip
+              "akamaster (test-selected)", "seeds", "train minutes (median epoch x epochs)",
+              "median img/s"]  # fmt: skip
     return markdown_table(header, rows)
 
 
@@ -90,6 +102,8 @@ def run_cifar(
 **last** checkpoint, so the validation split (held out of the training set) selects nothing that the
 test set then reports (no best-epoch-on-test numbers). The paper trains 64k iterations with lr
 0.1 / 0.01 / 0.001; `cifar-fast` trains 30 epochs (10.5k iterations) of one-cycle SGD. {DATA_CAVEAT}
+Compute is of the machine as it was: a run that shared its cores with another job for most of its
+epochs shows a low img/s for its net, and its minutes overstate what the net costs alone.
 
 {table(runs)}
 {missing_note(missing)}

@@ -78,6 +78,13 @@ def compute_minutes(run: Path) -> float:
     return statistics.median(seconds) * len(seconds) / 60 if seconds else 0.0
 
 
+def median_throughput(run: Path) -> float:
+    """The median epoch's training images per second: where it is low for its net, the run shared the
+    cores with another job for most of its epochs and its minutes overstate the net's cost."""
+    rates = [m["images_per_second"] for m in metrics(run) if "images_per_second" in m]
+    return statistics.median(rates) if rates else 0.0
+
+
 def metrics(run: Path) -> list[dict]:
     return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
 
