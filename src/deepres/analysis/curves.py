@@ -42,8 +42,10 @@ def plot_runs(
     title: str | None = None,
     x: str = "iterations",
     ax=None,
+    colors: list[str] | None = None,
 ) -> Path:
-    """Write a PNG of the runs' error curves; returns its path."""
+    """Write a PNG of the runs' error curves; returns its path. ``colors``, one per run, default to
+    matplotlib's cycle."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -54,12 +56,12 @@ def plot_runs(
     own_figure = ax is None
     if own_figure:
         fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     top = 0.0
     for i, run in enumerate(runs):
         rows = read_metrics(run)
         label = labels[i] if labels else run_label(run)
-        color = colors[i % len(colors)]
+        color = colors[i] if colors else cycle[i % len(cycle)]
         xs = [r["step"] / 1e4 if x == "iterations" else r["epoch"] for r in rows]
         train = [r["train_error"] for r in rows]
         ax.plot(xs, train, "--", color=color, linewidth=0.9)

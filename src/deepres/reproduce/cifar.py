@@ -7,6 +7,7 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
+from ..analysis.complexity import complexity
 from ..io import write_text_atomic
 from .report import DATA_CAVEAT, compare, markdown_table, missing_note, small_note
 from .runs import (
@@ -72,8 +73,6 @@ def final(runs: list[Path], key: str) -> str:
 
 
 def table(runs: dict[str, list[Path]]) -> str:
-    from ..analysis.complexity import complexity
-
     rows = []
     for name, rs in runs.items():
         errors = [test_error(r) for r in rs]
@@ -132,9 +131,18 @@ def run_degradation(
     order = compared + [n for n in plain + residual if n not in compared]
     runs, missing = train_all(folder, b, order, store, train)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), dpi=120, sharey=True)
+    # One colour per depth in both panels (plain-56 and ResNet-56 alike), and a y range that fits
+    # both (the shared axis would otherwise keep the last panel's).
+    cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    depth = {n: complexity(n).weight_layers for n in plain + residual}
+    color = {d: cycle[i % len(cycle)] for i, d in enumerate(sorted(set(depth.values())))}
+    top = 0.0
     for ax, names, title in ((axes[0], plain, "plain"), (axes[1], residual, "ResNet")):
         done = [n for n in names if n in runs]
-        plot_runs([str(runs[n][0]) for n in done], folder / "fig6.png", labels=done, title=title, ax=ax)
+        colors = [color[depth[n]] for n in done]
+        plot_runs([str(runs[n][0]) for n in done], folder / "fig6.png", labels=done, title=title, ax=ax, colors=colors)
+        top = max(top, ax.get_ylim()[1])
+    axes[0].set_ylim(0, top)
     fig.tight_layout()
     fig.savefig(folder / "fig6.png")
     plt.close(fig)
