@@ -62,6 +62,10 @@ def mean_std(values: list[float]) -> str:
     return f"{statistics.mean(values):.2f} +- {statistics.stdev(values):.2f}"
 
 
+def two_places(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
 def final_train_error(run: Path) -> float:
     return metrics(run)[-1]["train_error"]
 
@@ -80,7 +84,7 @@ def table(runs: dict[str, list[Path]]) -> str:
         paper, aka = PAPER.get(name), AKAMASTER.get(name)
         net = complexity(name)
         rows.append([name, net.weight_layers, f"{net.params_m:.2f}", mean_std(errors),
-                     paper, "-" if paper is None else f"{ours - paper:+.2f}", aka, len(rs),
+                     two_places(paper), "-" if paper is None else f"{ours - paper:+.2f}", two_places(aka), len(rs),
                      f"{sum(compute_minutes(r) for r in rs):.1f}",
                      f"{statistics.median(median_throughput(r) for r in rs):.0f}"])  # fmt: skip
     header = ["net", "layers", "params (M)", "ours: test error %", "paper", "ours - paper",
