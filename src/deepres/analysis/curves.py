@@ -35,6 +35,19 @@ def run_label(run_dir: str | os.PathLike) -> str:
     return Path(run_dir).name
 
 
+def depth_colors(names: list[str]) -> dict[str, str]:
+    """One matplotlib cycle colour per depth, so plain-56 and ResNet-56 match across a figure's
+    panels and between figures."""
+    import matplotlib.pyplot as plt
+
+    from .complexity import complexity
+
+    cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    depth = {n: complexity(n).weight_layers for n in names}
+    color = {d: cycle[i % len(cycle)] for i, d in enumerate(sorted(set(depth.values())))}
+    return {n: color[depth[n]] for n in names}
+
+
 def plot_runs(
     runs: list[str],
     out: str | os.PathLike,

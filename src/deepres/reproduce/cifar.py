@@ -126,7 +126,7 @@ def run_degradation(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ..analysis.curves import plot_runs
+    from ..analysis.curves import depth_colors, plot_runs
 
     b = budget_for(budget, data)
     residual, plain = NETS[budget]
@@ -137,13 +137,11 @@ def run_degradation(
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), dpi=120, sharey=True)
     # One colour per depth in both panels (plain-56 and ResNet-56 alike), and a y range that fits
     # both (the shared axis would otherwise keep the last panel's).
-    cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    depth = {n: complexity(n).weight_layers for n in plain + residual}
-    color = {d: cycle[i % len(cycle)] for i, d in enumerate(sorted(set(depth.values())))}
+    color = depth_colors(plain + residual)
     top = 0.0
     for ax, names, title in ((axes[0], plain, "plain"), (axes[1], residual, "ResNet")):
         done = [n for n in names if n in runs]
-        colors = [color[depth[n]] for n in done]
+        colors = [color[n] for n in done]
         plot_runs([str(runs[n][0]) for n in done], folder / "fig6.png", labels=done, title=title, ax=ax, colors=colors)
         top = max(top, ax.get_ylim()[1])
     axes[0].set_ylim(0, top)

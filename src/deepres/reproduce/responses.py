@@ -9,6 +9,7 @@ import json
 import statistics
 from pathlib import Path
 
+from ..analysis.curves import depth_colors
 from ..analysis.responses import layer_responses
 from ..data import load_dataset
 from ..io import write_text_atomic
@@ -40,8 +41,10 @@ def plot(stds: dict[str, list[float]], path: Path) -> None:
     from matplotlib.ticker import MaxNLocator
 
     fig, axes = plt.subplots(2, 1, figsize=(8, 7), dpi=120)
+    color = depth_colors(list(stds))  # as in Fig. 6: plain-56 and ResNet-56 share a colour
     for name, values in stds.items():
-        style = {"linestyle": "--" if name.startswith("plain") else "-", "linewidth": 1.2, "label": name}
+        plain = name.startswith("plain")
+        style = {"linestyle": "--" if plain else "-", "linewidth": 1.2, "label": name, "color": color[name]}
         axes[0].plot(range(1, len(values) + 1), values, **style)
         axes[1].plot(range(1, len(values) + 1), sorted(values, reverse=True), **style)
     axes[0].set_xlabel("layer index (original)")
