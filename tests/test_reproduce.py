@@ -2,9 +2,14 @@
 
 import json
 import re
+import shutil
 import tomllib
 
-from conftest import run_cli
+import pytest
+
+from conftest import ROOT, run_cli
+
+COMMITTED_DATA = "../shared/data/cifar10-jpeg.tar.xz"  # as the committed full-budget runs name it
 
 
 def test_complexity_report_matches_the_paper(tmp_path):
@@ -60,6 +65,10 @@ def test_training_experiments_share_their_runs(tmp_path):
     assert all(s > 0 for v in stds.values() for s in v)
     report = (folder / "report.md").read_text()
     assert "resnet20 responds more weakly than plain20" in report and "| plain56 | 55 |" in report
+    # each run logs its own measurement, named by layer, beside its other logs in the report
+    logged = json.loads((folder / "runs" / "resnet56-s0" / "responses.json").read_text())["std"]
+    assert list(logged.values()) == stds["resnet56"] and "layer3.8.conv2" in logged
+    assert (store / "cifar10-sample-sample-small" / "resnet56-s0" / "responses.json").is_file()
 
     # --no-train: a partial report from what the store holds (ResNet-20 option A), naming the rest
     partial = run_cli("reproduce", "shortcuts", "--no-train", "--out", tmp_path / "partial", "--runs", store)
@@ -103,3 +112,51 @@ def test_median_throughput_shows_a_run_that_shared_its_cores(tmp_path):
     rates = [300.0, 120.0, 140.0, 310.0, 130.0]  # three of five epochs shared the cores
     (tmp_path / "metrics.jsonl").write_text("".join(json.dumps({"images_per_second": r}) + "\n" for r in rates))
     assert median_throughput(tmp_path) == 140.0
+
+
+@pytest.mark.parametrize("experiment", ["cifar", "degradation", "responses"])
+def test_committed_reports_are_remade_from_their_logs(tmp_path, experiment):
+    """The committed full-budget reports rest on the logs committed beside them: with an empty run
+    store (no checkpoints at all), `--no-train` remakes each report word for word."""
+    committed = ROOT / "results" / experiment
+    out = tmp_path / "results"
+    shutil.copytree(committed / "runs", out / experiment / "runs")
+    result = run_cli("reproduce", experiment, "--budget", "full", "--data", COMMITTED_DATA, "--no-train",
+                     "--out", out, "--runs", tmp_path / "empty-store", cwd=ROOT)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert not (tmp_path / "empty-store").exists()  # nothing trained
+    assert (out / experiment / "report.md").read_text() == (committed / "report.md").read_text()
+
+
+def test_only_logs_of_the_same_experiment_stand_in_for_a_run(tmp_path):
+    from deepres.reproduce.runs import full, logged_run, small
+
+    logs = tmp_path / "runs"
+    shutil.copytree(ROOT / "results" / "cifar" / "runs" / "resnet20-s0", logs / "resnet20-s0")
+    budget = full(COMMITTED_DATA)
+    assert logged_run(logs, budget, "resnet20", 0) == logs / "resnet20-s0"
+    assert logged_run(logs, full("/elsewhere/cifar10-jpeg.tar.xz"), "resnet20", 0) is not None  # same file
+    assert logged_run(logs, full("cifar10"), "resnet20", 0) is None  # the official pickles: other data
+    assert logged_run(logs, small(None), "resnet20", 0) is None  # another recipe
+    assert logged_run(logs, budget, "resnet20", 1) is None  # another seed
+    assert logged_run(logs, budget, "resnet20", 0, {"shortcut": "B"}, "B") is None  # not logged
+
+    recipe = logs / "resnet20-s0" / "recipe.toml"
+    text = recipe.read_text()
+    recipe.write_text(re.sub(r"(?m)^checkpoint_every = .*$", "checkpoint_every = 3.0", text))
+    assert logged_run(logs, budget, "resnet20", 0) is not None  # how often it saved changes no result
+    recipe.write_text(re.sub(r"(?m)^lr = .*$", "lr = 0.1", text))
+    assert logged_run(logs, budget, "resnet20", 0) is None  # trained otherwise
+
+
+def test_a_run_without_checkpoint_or_measurement_is_named(tmp_path):
+    out = tmp_path / "results"
+    shutil.copytree(ROOT / "results" / "responses" / "runs", out / "responses" / "runs")
+    (out / "responses" / "runs" / "plain56-s0" / "responses.json").unlink()
+    result = run_cli("reproduce", "responses", "--budget", "full", "--data", COMMITTED_DATA, "--no-train",
+                     "--out", out, "--runs", tmp_path / "empty-store", cwd=ROOT)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = (out / "responses" / "report.md").read_text()
+    assert "**Not measured**: plain56: finished, but neither the checkpoint nor a logged responses.json" in report
+    assert "| plain20 | 19 |" in report and "| plain56 |" not in report
+    assert set(json.loads((out / "responses" / "responses.json").read_text())) == {"plain20", "resnet20", "resnet56"}

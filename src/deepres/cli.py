@@ -385,7 +385,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="training experiments: the CIFAR-10 data (default: sample / cifar10)")
     p.add_argument("--runs", default="runs", help="the run store the experiments share (default: runs)")
     p.add_argument(
-        "--no-train", action="store_true", help="report only the runs already finished in the store; name the rest"
+        "--no-train",
+        action="store_true",
+        help="train nothing: report the runs already finished (in the store or logged under OUT by an earlier "
+        "report) and name the rest",
     )
     p.set_defaults(func=cmd_reproduce)
 

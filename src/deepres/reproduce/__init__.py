@@ -23,8 +23,9 @@ TRAINS = {"cifar", "degradation", "shortcuts", "responses"}  # experiments that 
 
 def reproduce(name: str, budget: str = "small", out: str | Path = "results", data: str | None = None,
               store: str | Path = "runs", train: bool = True) -> Path:  # fmt: skip
-    """Run experiment ``name`` and return its report. ``train=False``: report only the runs already
-    finished in the store (a partial report, naming the rest)."""
+    """Run experiment ``name`` and return its report. Runs finished in the store ``store`` or logged by
+    an earlier report under ``out`` are reused; the rest are trained, or with ``train=False`` left out
+    (a partial report, naming them)."""
     if name not in EXPERIMENTS:
         raise DeepresError(f"unknown experiment {name!r}; expected one of {', '.join(EXPERIMENTS)}")
     if budget not in BUDGETS:

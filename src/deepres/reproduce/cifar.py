@@ -14,10 +14,11 @@ from .runs import (
     Budget,
     compute_minutes,
     copy_logs,
-    ensure_run,
+    finished_run,
     full,
     median_throughput,
     metrics,
+    report_logs,
     small,
     test_error,
 )
@@ -42,11 +43,12 @@ def budget_for(budget: str, data: str | None) -> Budget:
 def train_all(
     folder: Path, budget: Budget, names: list[str], store: Path, train: bool = True
 ) -> tuple[dict[str, list[Path]], list[str]]:
-    """({net: its finished runs, one per seed}, the nets not finished), training what is missing
-    unless ``train`` is False; the logs are copied into ``folder/runs``."""
-    runs, missing = {}, []
+    """({net: its finished runs, one per seed}, the nets not finished), training what neither the
+    store nor an earlier report's logs hold unless ``train`` is False; the logs are copied into
+    ``folder/runs``."""
+    runs, missing, logs = {}, [], report_logs(folder)
     for n in names:
-        rs = [ensure_run(store, budget, n, s, train=train) for s in budget.seeds]
+        rs = [finished_run(store, logs, budget, n, s, train=train) for s in budget.seeds]
         if None in rs:
             missing.append(n)
             continue

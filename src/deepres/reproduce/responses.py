@@ -5,17 +5,20 @@ nets' layers, and the deeper the ResNet, the smaller its responses."""
 
 from __future__ import annotations
 
+import functools
 import json
 import statistics
+from collections.abc import Callable
 from pathlib import Path
 
 from ..analysis.curves import depth_colors
 from ..analysis.responses import layer_responses
-from ..data import load_dataset
+from ..data import FileSet, ImageSet, load_dataset
 from ..io import write_text_atomic
 from ..train.checkpoint import load_checkpoint, model_from_checkpoint
 from .cifar import budget_for, train_all
 from .report import DATA_CAVEAT, compare, markdown_table, missing_note, small_note
+from .runs import copy_logs
 
 NETS = {
     "small": ["plain20", "plain56", "resnet20", "resnet56"],
@@ -23,14 +26,32 @@ NETS = {
 }
 
 
-def measure(runs: dict[str, list[Path]], data: str) -> dict[str, list[float]]:
-    """Per net, the std of each 3x3 layer's response on the test set (the last checkpoint, fp32)."""
-    test = load_dataset(data).require("test")
-    stds = {}
+def run_responses(run: Path, test: Callable[[], ImageSet | FileSet]) -> dict[str, float] | None:
+    """{3x3 layer: std of its response on the test set} for a run's last checkpoint (fp32), measured
+    now and logged in the run's responses.json; for a run known only by its logs (its checkpoint not at
+    hand), the logged measurement; None if neither."""
+    log = run / "responses.json"
+    if (run / "last.pt").is_file():
+        model, pipeline, _ = model_from_checkpoint(load_checkpoint(run / "last.pt"), str(run))
+        stds = dict(layer_responses(model, test(), pipeline))
+        write_text_atomic(log, json.dumps({"checkpoint": "last.pt", "split": "test", "std": stds}, indent=1) + "\n")
+        return stds
+    if log.is_file():
+        return json.loads(log.read_text())["std"]
+    return None
+
+
+def measure(runs: dict[str, list[Path]], data: str) -> tuple[dict[str, list[float]], list[str]]:
+    """(per net, the std of each 3x3 layer's response in layer order; the nets with no measurement)."""
+    test = functools.cache(lambda: load_dataset(data).require("test"))  # loaded only if a checkpoint needs it
+    stds, unmeasured = {}, []
     for name, rs in runs.items():
-        model, pipeline, _ = model_from_checkpoint(load_checkpoint(rs[0] / "last.pt"), str(rs[0]))
-        stds[name] = [std for _, std in layer_responses(model, test, pipeline)]
-    return stds
+        layers = run_responses(rs[0], test)
+        if layers is None:
+            unmeasured.append(name)
+        else:
+            stds[name] = list(layers.values())
+    return stds, unmeasured
 
 
 def plot(stds: dict[str, list[float]], path: Path) -> None:
@@ -71,10 +92,19 @@ def findings(mean: dict[str, float]) -> str:
     return markdown_table(["the paper's reading of Fig. 7", "ours: mean std over layers", "holds"], rows)
 
 
+def unmeasured_note(nets: list[str]) -> str:
+    if not nets:
+        return ""
+    return (f"\n**Not measured**: {', '.join(nets)}: finished, but neither the checkpoint nor a logged "
+            "responses.json is at hand.\n")  # fmt: skip
+
+
 def run(folder: Path, budget: str, data: str | None = None, store: Path = Path("runs"), train: bool = True) -> Path:
     b = budget_for(budget, data)
     runs, missing = train_all(folder, b, NETS[budget], store, train)
-    stds = measure(runs, b.data)
+    stds, unmeasured = measure(runs, b.data)
+    for rs in runs.values():
+        copy_logs(rs[0], folder / "runs" / rs[0].name)  # now with its responses.json
     plot(stds, folder / "fig7.png")
     write_text_atomic(folder / "responses.json", json.dumps(stds, indent=1) + "\n")
     mean = {n: statistics.mean(v) for n, v in stds.items()}
@@ -97,7 +127,7 @@ Top: in layer order; bottom: sorted by magnitude. Dashed: plain nets. Per-layer 
 {table}
 
 {findings(mean)}
-{missing_note(missing)}
+{missing_note(missing)}{unmeasured_note(unmeasured)}
 Logs: [runs/](runs/).
 """
     path = folder / "report.md"

@@ -1,16 +1,22 @@
 """The run store the training experiments share: one run per (data, recipe, model, seed), under
 ``runs/<data>-<recipe>/<model>-s<seed>``, trained once, resumed if interrupted, reused by every
-experiment that needs it (``cifar`` and ``degradation`` read the same ResNet-56, say)."""
+experiment that needs it (``cifar`` and ``degradation`` read the same ResNet-56, say).
+
+The store holds checkpoints and is not kept with the reports; each report keeps the logs of the runs
+it used in its own ``runs/`` folder. Where the store lacks a run, the logs of the same run (same recipe,
+same data) in a report folder stand in for it, so a committed report can be remade, and extended with
+new runs, on a machine that never held the earlier runs' checkpoints."""
 
 from __future__ import annotations
 
 import json
 import shutil
 import statistics
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..train.recipe import load_recipe
+from ..train.recipe import Recipe, load_recipe
 
 
 @dataclass(frozen=True)
@@ -44,6 +50,14 @@ def run_dir(store: Path, budget: Budget, model: str, seed: int, tag: str = "") -
     return store / group / (f"{model}-{tag}-s{seed}" if tag else f"{model}-s{seed}")
 
 
+def planned_recipe(budget: Budget, model: str, seed: int, options: dict | None = None) -> Recipe:
+    """The recipe a store run of ``model`` (with extra spec ``options``) trains with."""
+    recipe = load_recipe(budget.recipe).replace(model=model, data=budget.data, seed=seed, **dict(budget.overrides))
+    if options:
+        recipe = recipe.replace(model_options={**recipe.model_options, **options})
+    return recipe
+
+
 def ensure_run(
     store: Path, budget: Budget, model: str, seed: int, options: dict | None = None, tag: str = "", train: bool = True
 ) -> Path | None:
@@ -59,11 +73,51 @@ def ensure_run(
     if (out / "last.pt").is_file():
         train_run(load_recipe(budget.recipe), resume=out)
         return out
-    recipe = load_recipe(budget.recipe).replace(model=model, data=budget.data, seed=seed, **dict(budget.overrides))
-    if options:
-        recipe = recipe.replace(model_options={**recipe.model_options, **options})
-    train_run(recipe, out=out)
+    train_run(planned_recipe(budget, model, seed, options), out=out)
     return out
+
+
+# Recipe fields that say where and how fast a run went, not what it trained: a run logged with other
+# values of these is the same experiment. (precision: "auto" resolves per machine.)
+HOW_FIELDS = {"description", "data", "precision", "compile", "threads", "workers", "memory_budget_gb",
+              "eval_batch_size", "checkpoint_every"}  # fmt: skip
+
+
+def logged_run(
+    logs: Path, budget: Budget, model: str, seed: int, options: dict | None = None, tag: str = ""
+) -> Path | None:
+    """The logs of a finished run in a report's ``runs/`` folder (``logs``), if they record the run
+    the store would train: same recipe in every field that changes the result, same data."""
+    run = logs / run_dir(Path(), budget, model, seed, tag).name
+    if not (run / "test.json").is_file() or not (run / "recipe.toml").is_file():
+        return None
+    try:
+        logged = tomllib.loads((run / "recipe.toml").read_text())
+    except tomllib.TOMLDecodeError:
+        return None
+    planned = planned_recipe(budget, model, seed, options).resolved().to_dict()
+    same = all(logged.get(k) == v for k, v in planned.items() if k not in HOW_FIELDS)
+    # The same data by its file or dataset name (the folder it was read from may differ).
+    return run if same and Path(str(logged.get("data", ""))).name == Path(budget.data).name else None
+
+
+def report_logs(folder: Path) -> list[Path]:
+    """Where earlier reports logged their runs: this report's ``runs/`` first, then its siblings'
+    (``cifar`` and ``shortcuts`` share the option-A nets, say)."""
+    own = folder / "runs"
+    return [own] + sorted(p for p in folder.parent.glob("*/runs") if p != own)
+
+
+def finished_run(
+    store: Path, logs: list[Path], budget: Budget, model: str, seed: int, options: dict | None = None,
+    tag: str = "", train: bool = True,
+) -> Path | None:  # fmt: skip
+    """The run's store directory if finished there; else its logs from an earlier report (one of
+    ``logs``); else, if ``train``, the store's run trained (or resumed) now; else None."""
+    done = ensure_run(store, budget, model, seed, options, tag, train=False)
+    for folder in logs:
+        done = done or logged_run(folder, budget, model, seed, options, tag)
+    return done or ensure_run(store, budget, model, seed, options, tag, train)
 
 
 def test_error(run: Path) -> float:
@@ -89,9 +143,14 @@ def metrics(run: Path) -> list[dict]:
     return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
 
 
+LOGS = ("recipe.toml", "env.json", "metrics.jsonl", "test.json", "log.txt", "responses.json")
+
+
 def copy_logs(run: Path, dest: Path) -> None:
     """The small files a report rests on (not the checkpoints) into ``dest``."""
+    if run.resolve() == dest.resolve():
+        return  # the report's own logs of an earlier run
     dest.mkdir(parents=True, exist_ok=True)
-    for name in ("recipe.toml", "env.json", "metrics.jsonl", "test.json", "log.txt"):
+    for name in LOGS:
         if (run / name).is_file():
             shutil.copy2(run / name, dest / name)

@@ -13,7 +13,7 @@ from ..analysis.complexity import complexity
 from ..io import write_text_atomic
 from .cifar import budget_for
 from .report import DATA_CAVEAT, markdown_table, missing_note, small_note
-from .runs import Budget, compute_minutes, copy_logs, ensure_run, test_error
+from .runs import Budget, compute_minutes, copy_logs, finished_run, report_logs, test_error
 
 OPTIONS = ("A", "B", "C")
 # He et al. 2015, Table 3: ImageNet val top-1 error (%, 10-crop) of ResNet-34 with each option.
@@ -44,12 +44,14 @@ def rows_for(
 ) -> tuple[list[list], list[str]]:
     """(one row per finished (net, option): its size and test error, beside the paper's Table 3 for
     the ImageNet-style net; the runs not finished)."""
-    rows, missing = [], []
+    rows, missing, logs = [], [], report_logs(folder)
     size = {"input_size": 56, "num_classes": 10, **FOLDER_OPTIONS} if folder_net else {}
     for name in nets:
         errors = {}
         for option in OPTIONS:
-            run = ensure_run(store, budget, name, budget.seeds[0], {"shortcut": option}, tag(name, option), train)
+            # The untagged option-A run is the CIFAR net as `cifar` trains it: no options (A is its default).
+            options = {"shortcut": option} if tag(name, option) else None
+            run = finished_run(store, logs, budget, name, budget.seeds[0], options, tag(name, option), train)
             if run is None:
                 missing.append(f"{name} {option}")
                 continue
