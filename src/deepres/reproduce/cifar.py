@@ -30,7 +30,10 @@ AKAMASTER = {"resnet20": 8.27, "resnet32": 7.37, "resnet44": 6.90, "resnet56": 6
 
 NETS = {
     "small": (["resnet20", "resnet56"], ["plain20", "plain56"]),
-    "full": (["resnet20", "resnet32", "resnet44", "resnet56", "resnet110"], ["plain20", "plain56"]),
+    "full": (
+        ["resnet20", "resnet32", "resnet44", "resnet56", "resnet110"],
+        ["plain20", "plain32", "plain44", "plain56"],
+    ),
 }
 # The nets the paper's two Fig. 6 findings compare (plain-20 vs plain-56, ResNet-20 vs ResNet-56).
 SHALLOW_PLAIN, DEEP_PLAIN, SHALLOW_RESIDUAL, DEEP_RESIDUAL = "plain20", "plain56", "resnet20", "resnet56"
