@@ -167,9 +167,11 @@ def run_degradation(
         ],
     )  # fmt: skip
     ends = markdown_table(
-        ["net", "final training error %", "final val error %", "test error %", "epochs"],
+        ["net", "final training error %", "final val error %", "test error %", "epochs",
+         "train minutes (median epoch x epochs)"],
         [[n, final(runs[n], "train_error"), final(runs[n], "val_error"), mean_std([test_error(r) for r in runs[n]]),
-          len(metrics(runs[n][0]))] for n in plain + residual if n in runs],
+          len(metrics(runs[n][0])), f"{sum(compute_minutes(r) for r in runs[n]):.1f}"]
+         for n in plain + residual if n in runs],
     )  # fmt: skip
     report = f"""# Degradation: the paper's Fig. 6
 
