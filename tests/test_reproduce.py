@@ -41,7 +41,8 @@ def test_training_experiments_share_their_runs(tmp_path):
     assert (out / "degradation" / "fig6.png").read_bytes()[:4] == b"\x89PNG"
     assert "plain56 ends with higher training error than plain20" in report
     assert "resnet56 ends with lower test error than resnet20" in report
-    for net in ("plain20", "plain56", "resnet20", "resnet56"):  # where each run ended: train, val, test, epochs, minutes
+    # where each run ended: train, val, test error, epochs, minutes
+    for net in ("plain20", "plain56", "resnet20", "resnet56"):
         assert re.search(rf"\| {net} \| [\d.]+ \| [\d.]+ \| [\d.]+ \| 1 \| [\d.]+ \|", report), net
     runs = sorted(store.glob("*/*/test.json"))
     assert [p.parent.name for p in runs] == ["plain20-s0", "plain56-s0", "resnet20-s0", "resnet56-s0"]
