@@ -78,6 +78,7 @@ def test_training_experiments_share_their_runs(tmp_path):
     text = (tmp_path / "partial" / "shortcuts" / "report.md").read_text()
     assert "| resnet20 | A | 0.270 |" in text and "| resnet20 | B |" not in text
     assert "not yet run at this budget: resnet20 B, resnet20 C, resnet18 A, resnet18 B, resnet18 C" in text
+    assert "none yet (no net has two options finished)" in text and "| resnet18 |" not in text
 
     fourth = run_cli("reproduce", "shortcuts", "--out", out, "--runs", store, timeout=1800)
     assert fourth.returncode == 0, fourth.stderr[-2000:]
@@ -97,6 +98,7 @@ def test_training_experiments_share_their_runs(tmp_path):
         and "| resnet20 | C | 0.284 |" in table
     )
     assert "| resnet18 | C | " in table and "| 24.19 |" in table
+    assert re.search(r"Options from lowest to highest test error: resnet20: [ABC] < [ABC] < [ABC]; resnet18: ", table)
 
 
 def test_compute_minutes_ignore_a_paused_epoch(tmp_path):
@@ -115,7 +117,7 @@ def test_median_throughput_shows_a_run_that_shared_its_cores(tmp_path):
     assert median_throughput(tmp_path) == 140.0
 
 
-@pytest.mark.parametrize("experiment", ["cifar", "degradation", "responses"])
+@pytest.mark.parametrize("experiment", ["cifar", "degradation", "responses", "shortcuts"])
 def test_committed_reports_are_remade_from_their_logs(tmp_path, experiment):
     """The committed full-budget reports rest on the logs committed beside them: with an empty run
     store (no checkpoints at all), `--no-train` remakes each report word for word."""

@@ -37,6 +37,8 @@ def fmt(value: object) -> str:
 
 
 def markdown_table(header: list[str], rows: list[list[object]]) -> str:
+    if not rows:
+        return "No run of this table has finished at this budget yet."
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in rows]
     return "\n".join(lines)
