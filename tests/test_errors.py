@@ -152,7 +152,8 @@ def test_checkpoint_errors(tmp_path):
 
 
 def test_resume_takes_no_recipe_flags(tmp_path):
-    assert_one_line_error(run_cli("train", "--resume", tmp_path, "--lr", "0.5"), "drop the recipe flags")
+    result = run_cli("train", "--resume", tmp_path, "--lr", "0.5", "--threads", "1")
+    assert_one_line_error(result, "--resume continues a run with its own recipe: drop --lr (only --precision")
 
 
 def test_debug_shows_the_traceback(out):

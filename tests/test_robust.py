@@ -94,6 +94,36 @@ def test_signal_stops_at_a_step_checkpoints_and_resumes_exactly(tiny_cifar, refe
     assert_same_run(reference_runs[precision], out)  # bit for bit, in fp32 and in bf16 on CPU
 
 
+def on_machine(bf16_native: bool) -> list[str]:
+    """`deepres` as run on a CPU with (or without) native bf16, whatever this one has."""
+    fake = f"import sys, deepres.hardware as h; h.cpu_has_fast_bf16 = lambda: {bf16_native}; from deepres.cli import main"
+    return [sys.executable, "-c", f"{fake}; sys.exit(main(sys.argv[1:]))"]
+
+
+def test_resume_on_another_machine_resolves_auto_precision_again(tiny_cifar, tmp_path):
+    """Started where bf16 is native, resumed where it is emulated: the resumed segment runs in fp32
+    (emulated bf16 would crawl), and the run records which precision each segment and epoch used."""
+    out = tmp_path / "run"
+    cmd = [*on_machine(True), "train", *TINY, "--data", str(tiny_cifar), "--out", str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: (out / "metrics.jsonl").is_file() and (out / "metrics.jsonl").read_text().count("\n") >= 1)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGINT, err
+    stopped_at = load_checkpoint(out / "last.pt")["step"]
+    resumed = subprocess.run([*on_machine(False), "train", "--resume", str(out), "--threads", "1"],
+                             capture_output=True, text=True)  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert 'precision = "auto"' in (out / "recipe.toml").read_text()  # as asked, not as first resolved
+    segments = json.loads((out / "env.json").read_text())["segments"]
+    assert [(s["step"], s["precision"]) for s in segments] == [(0, "bf16"), (stopped_at, "fp32")]
+    assert segments[1]["threads"] == 1  # a machine field the resume changed
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert rows[0]["precision"] == "bf16" and rows[-1]["precision"] == "fp32" and len(rows) == 3
+    log = (out / "log.txt").read_text().splitlines()
+    assert "| bf16 channels_last |" in log[0] and any(line.startswith("resuming") and "| fp32 " in line for line in log)
+
+
 def checkpoint_id(path):
     try:
         st = path.stat()

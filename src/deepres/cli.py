@@ -125,12 +125,17 @@ def resolve_recipe(args: argparse.Namespace):
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from .train.recipe import MACHINE_FIELDS
     from .train.trainer import train
 
     if args.resume:
-        if recipe_overrides(args) or args.recipe != DEFAULT_RECIPE:
-            raise DeepresError("--resume continues a run with its own recipe; drop the recipe flags")
-        train(None, resume=args.resume, quiet=args.quiet)  # type: ignore[arg-type]
+        changes = recipe_overrides(args)
+        fixed = sorted(set(changes) - set(MACHINE_FIELDS))
+        if fixed or args.recipe != DEFAULT_RECIPE:
+            flags = ", ".join(f"--{k.replace('_', '-')}" for k in fixed) or "--recipe"
+            machine = ", ".join(f"--{k.replace('_', '-')}" for k in MACHINE_FIELDS)
+            raise DeepresError(f"--resume continues a run with its own recipe: drop {flags} (only {machine} may change)")
+        train(None, resume=args.resume, quiet=args.quiet, machine=changes)
     else:
         train(resolve_recipe(args), out=args.out, quiet=args.quiet)
     return 0

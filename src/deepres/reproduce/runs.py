@@ -16,7 +16,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..train.recipe import Recipe, load_recipe
+from ..train.recipe import MACHINE_FIELDS, Recipe, load_recipe
 
 
 @dataclass(frozen=True)
@@ -79,8 +79,7 @@ def ensure_run(
 
 # Recipe fields that say where and how fast a run went, not what it trained: a run logged with other
 # values of these is the same experiment. (precision: "auto" resolves per machine.)
-HOW_FIELDS = {"description", "data", "precision", "compile", "threads", "workers", "memory_budget_gb",
-              "eval_batch_size", "checkpoint_every"}  # fmt: skip
+HOW_FIELDS = {"description", "data", "compile", "memory_budget_gb", *MACHINE_FIELDS}
 
 
 def logged_run(

@@ -1,4 +1,6 @@
-"""The environment of a run: versions, CPU, threads, code version. Stored as env.json."""
+"""The environment of a run: versions, CPU, threads, code version. Stored as env.json: the
+environment the run started in, and one entry per segment (start and every resume), since a long run
+may be resumed on another machine, with another precision or another version of the code."""
 
 from __future__ import annotations
 
@@ -6,6 +8,7 @@ import os
 import platform
 import subprocess
 import sys
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -58,9 +61,28 @@ def environment() -> dict:
         "numpy": np.__version__,
         "platform": platform.platform(),
         "cpu": cpu_model(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),  # AVX2, AVX512, ...: what runs fast
         "cores": os.cpu_count(),
         "threads": torch.get_num_threads(),
         "cuda": torch.cuda.is_available(),
         "hostname": platform.node(),
         "allocator": "jemalloc" if "jemalloc" in os.environ.get("LD_PRELOAD", "") else "default",
     }
+
+
+SEGMENT_KEYS = ("time", "cpu", "cpu_capability", "cores", "threads", "hostname", "git", "torch")
+
+
+def with_segment(previous: str | None, env: dict, step: int, precision: str, world: int) -> dict:
+    """env.json's content after a segment starts at ``step``: ``previous`` (the file's text from the
+    earlier segments, None at the start) kept, with this segment's machine and precision appended."""
+    segment = {"step": step, "precision": precision, "world_size": world, **{k: env[k] for k in SEGMENT_KEYS}}
+    try:
+        base = json.loads(previous) if previous else None
+    except json.JSONDecodeError:
+        base = None  # an unreadable file from a run killed long ago: start the record again
+    if not isinstance(base, dict):
+        base = {**env, "world_size": world, "segments": []}
+    base.setdefault("segments", [])  # env.json of a run started before segments were recorded
+    base["segments"].append(segment)
+    return base

@@ -14,7 +14,7 @@ from pathlib import Path
 import tomli_w
 
 from ..errors import ConfigError
-from ..hardware import PRECISIONS, resolve_precision
+from ..hardware import PRECISIONS
 
 CHOICES = {
     "optimizer": ("sgd", "adamw"),
@@ -25,6 +25,10 @@ CHOICES = {
     "test_mode": ("center", "ten-crop", "multi-scale"),
     "nan_policy": ("stop", "skip"),
 }
+
+# Fields that say how one segment of a run uses the machine at hand, not what it trains: a resume
+# (possibly on another machine) may change them.
+MACHINE_FIELDS = ("precision", "threads", "checkpoint_every", "eval_batch_size", "workers")
 
 
 @dataclass
@@ -115,8 +119,9 @@ class Recipe:
             if fnmatch.fnmatch(self.model, pattern):
                 recipe = recipe.replace(f"model_overrides.{pattern}", **changes)
         recipe.validate()
-        if recipe.precision == "auto":  # fixed here, so the saved recipe (and a resume) says what ran
-            recipe = dataclasses.replace(recipe, precision=resolve_precision("auto"))
+        # precision "auto" stays as asked: each run segment resolves it for the machine it runs on
+        # (a resume on a CPU without native bf16 must not crawl at emulated speed), and the trainer
+        # logs what each epoch used.
         return recipe
 
     def validate(self) -> None:

@@ -27,12 +27,13 @@ from ..data.loader import FileLoader, MemoryLoader
 from ..data.pipeline import Pipeline
 from ..errors import DeepresError
 from ..evaluate import evaluate
+from ..hardware import resolve_precision
 from ..inference import autocast
 from ..io import append_line, write_text_atomic
 from ..models.registry import create_model
 from .checkpoint import load_checkpoint, save_checkpoint
 from .distributed import Dist, convert_sync_batchnorm
-from .env import environment
+from .env import environment, with_segment
 from .progress import Progress, fmt_duration
 from .recipe import Recipe
 from .schedule import LRSchedule
@@ -96,7 +97,15 @@ def split_data(bundle: DataBundle, recipe: Recipe):
 
 
 class Trainer:
-    def __init__(self, recipe: Recipe, out: Path | None = None, resume: Path | None = None, quiet: bool = False):
+    def __init__(
+        self,
+        recipe: Recipe | None,
+        out: Path | None = None,
+        resume: Path | None = None,
+        quiet: bool = False,
+        machine: dict | None = None,
+    ):
+        """``machine``: on resume, new values of the recipe's MACHINE_FIELDS (threads, precision, ...)."""
         self.dist = Dist.from_env()
         self.quiet = quiet or not self.dist.main
         self.ckpt = None
@@ -107,7 +116,7 @@ class Trainer:
             if not last.is_file():
                 raise DeepresError(f"--resume {resume}: no last.pt in it; expected a run directory")
             self.ckpt = load_checkpoint(last)
-            recipe = Recipe.from_dict(self.ckpt["recipe"], f"{last} recipe")
+            recipe = Recipe.from_dict(self.ckpt["recipe"], f"{last} recipe").replace("--resume", **(machine or {}))
             out = resume
         self.recipe = r = recipe.resolved()
         self.run_dir = Path(out) if out is not None else default_run_dir(r)
@@ -118,6 +127,8 @@ class Trainer:
             )
         torch.set_num_threads(r.threads or max(1, (os.cpu_count() or 1) // self.dist.local_world))
         self.device = self.dist.device
+        # Resolved per segment: a run resumed on another machine uses that machine's fast precision.
+        self.precision = resolve_precision(r.precision, self.device)
         torch.manual_seed(r.seed)
         np.random.seed(r.seed % 2**32)
         random.seed(r.seed)
@@ -274,9 +285,10 @@ class Trainer:
             for stale in self.run_dir.glob(".*.tmp"):  # left by a writer killed mid-write
                 stale.unlink(missing_ok=True)
             write_text_atomic(self.run_dir / "recipe.toml", r.to_toml())
-            env = environment()
-            env["world_size"] = self.dist.world
-            write_text_atomic(self.run_dir / "env.json", json.dumps(env, indent=2) + "\n")
+            env_file = self.run_dir / "env.json"
+            previous = env_file.read_text() if self.ckpt is not None and env_file.is_file() else None
+            env = with_segment(previous, environment(), self.step, self.precision, self.dist.world)
+            write_text_atomic(env_file, json.dumps(env, indent=2) + "\n")
             # The metrics as of the checkpoint: lines a killed run wrote after it are dropped.
             write_text_atomic(self.run_dir / "metrics.jsonl", "".join(json.dumps(h) + "\n" for h in self.history))
         self.progress = Progress(total, self.step, enabled=not self.quiet)
@@ -284,7 +296,7 @@ class Trainer:
         self.log(
             f"{what} {r.model} on {self.bundle.describe()} | train {len(self.train_set):,} "
             f"val {len(self.val_set) if self.val_set is not None else 0:,} | {total} steps of "
-            f"{r.batch_size} ({self.loader.steps_per_epoch}/epoch) | {r.precision}"
+            f"{r.batch_size} ({self.loader.steps_per_epoch}/epoch) | {self.precision}"
             f"{' channels_last' if r.channels_last else ''} | {self.dist.world} process(es) | "
             f"run dir {self.run_dir}"
         )
@@ -365,7 +377,7 @@ class Trainer:
         xb = self.pipeline.train_batch(x, u, self.loader.cropped).to(self.device, memory_format=self.memory_format)
         y = y.to(self.device)
         self.net.train()
-        with autocast(r.precision, self.device):
+        with autocast(self.precision, self.device):
             logits = self.net(xb)
         loss = self.criterion(logits.float(), y)
         finite = bool(torch.isfinite(loss))
@@ -407,7 +419,7 @@ class Trainer:
             mode,
             flip,
             r.eval_batch_size,
-            r.precision,
+            self.precision,
             r.channels_last,
             self.dist.shard,
             r.workers,
@@ -445,6 +457,7 @@ class Trainer:
             "train_error": 100 * stats[2].item() / n,
             "lr": self.schedule.lr(max(self.step - 1, 0)),
             "seconds": round(self.epoch_seconds, 2),
+            "precision": self.precision,  # of the segment that ended the epoch
         }
         last_epoch = self.step >= self.schedule.total
         improved = False
@@ -508,8 +521,14 @@ class Trainer:
         )
 
 
-def train(recipe: Recipe, out: Path | None = None, resume: Path | None = None, quiet: bool = False) -> RunResult:
-    trainer = Trainer(recipe, out, resume, quiet)
+def train(
+    recipe: Recipe | None,
+    out: Path | None = None,
+    resume: Path | None = None,
+    quiet: bool = False,
+    machine: dict | None = None,
+) -> RunResult:
+    trainer = Trainer(recipe, out, resume, quiet, machine)
     try:
         return trainer.run()
     finally:
