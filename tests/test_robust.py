@@ -96,8 +96,8 @@ def test_signal_stops_at_a_step_checkpoints_and_resumes_exactly(tiny_cifar, refe
 
 def on_machine(bf16_native: bool) -> list[str]:
     """`deepres` as run on a CPU with (or without) native bf16, whatever this one has."""
-    fake = f"import sys, deepres.hardware as h; h.cpu_has_fast_bf16 = lambda: {bf16_native}; from deepres.cli import main"
-    return [sys.executable, "-c", f"{fake}; sys.exit(main(sys.argv[1:]))"]
+    fake = f"import sys, deepres.hardware as h; h.cpu_has_fast_bf16 = lambda: {bf16_native}"
+    return [sys.executable, "-c", f"{fake}; from deepres.cli import main; sys.exit(main(sys.argv[1:]))"]
 
 
 def test_resume_on_another_machine_resolves_auto_precision_again(tiny_cifar, tmp_path):

@@ -134,7 +134,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         if fixed or args.recipe != DEFAULT_RECIPE:
             flags = ", ".join(f"--{k.replace('_', '-')}" for k in fixed) or "--recipe"
             machine = ", ".join(f"--{k.replace('_', '-')}" for k in MACHINE_FIELDS)
-            raise DeepresError(f"--resume continues a run with its own recipe: drop {flags} (only {machine} may change)")
+            raise DeepresError(
+                f"--resume continues a run with its own recipe: drop {flags} (only {machine} may change)"
+            )
         train(None, resume=args.resume, quiet=args.quiet, machine=changes)
     else:
         train(resolve_recipe(args), out=args.out, quiet=args.quiet)

@@ -4,11 +4,11 @@ may be resumed on another machine, with another precision or another version of 
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import subprocess
 import sys
-import json
 from datetime import UTC, datetime
 from pathlib import Path
 
