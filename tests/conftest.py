@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-CIFAR_ARCHIVE = ROOT.parent / "shared" / "data" / "cifar10-jpeg.tar.xz"
+CIFAR_ARCHIVE = ROOT.parent / "shared" / "data" / "cifar10-jpeg.tar.xz"  # JPEG q75: image-folder paths
+LOSSLESS_ARCHIVE = ROOT.parent / "shared" / "data" / "cifar10-lossless.tar.xz"  # the official pickles
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 
 
@@ -29,6 +30,19 @@ def cifar10():
     from deepres.data import load_dataset
 
     return load_dataset(CIFAR_ARCHIVE)
+
+
+@pytest.fixture(scope="session")
+def cifar10_lossless(tmp_path_factory):
+    """The pixel-exact CIFAR-10, loaded as a user's own download would be (its own cache folder, so
+    the tests of the decode-once cache see only the JPEG copy's entry)."""
+    if not LOSSLESS_ARCHIVE.is_file():
+        pytest.fail(f"the pixel-exact CIFAR-10 archive is expected at {LOSSLESS_ARCHIVE}")
+    from deepres.data import load_dataset
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DEEPRES_CACHE", str(tmp_path_factory.mktemp("lossless-cache")))
+        return load_dataset(LOSSLESS_ARCHIVE)
 
 
 def run_cli(*args, cwd=None, timeout=600, env=None):

@@ -31,6 +31,28 @@ def test_real_cifar10_archive(cifar10):
     np.testing.assert_allclose(mean, [0.4913, 0.4821, 0.4465], atol=2e-4)
 
 
+def test_pixel_exact_cifar10_loads_through_the_pickle_path(cifar10_lossless):
+    """The official CIFAR-10 (cifar-10-batches-py in a tar.xz), checked against the published facts
+    in ../shared/data/README.md: per-channel mean and std to 8 decimals, class counts, array hashes."""
+    b = cifar10_lossless
+    assert b.classes == ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+    train, test = b.splits["train"], b.splits["test"]
+    assert train.images.shape == (50000, 32, 32, 3) and test.images.shape == (10000, 32, 32, 3)
+    assert np.bincount(train.labels).tolist() == [5000] * 10 and np.bincount(test.labels).tolist() == [1000] * 10
+    x = train.images.reshape(-1, 3) / 255.0
+    np.testing.assert_allclose(x.mean(0), [0.49139968, 0.48215841, 0.44653091], atol=5e-9)
+    np.testing.assert_allclose(x.std(0), [0.24703223, 0.24348513, 0.26158784], atol=5e-9)
+    # sha256 of the NHWC uint8 arrays and uint8 labels, as the data README gives them (ends only).
+    for array, (head, tail) in [
+        (train.images, ("47af8b02", "8304a")),
+        (train.labels, ("2b7cd2f2", "1253")),
+        (test.images, ("f9b1e213", "5b04")),
+        (test.labels, ("cec8a24a", "d5")),
+    ]:
+        digest = hashlib.sha256(np.ascontiguousarray(array.astype(np.uint8)).tobytes()).hexdigest()
+        assert digest.startswith(head) and digest.endswith(tail)
+
+
 def test_decoded_once_then_cached(cifar10, isolated_cache):
     from conftest import CIFAR_ARCHIVE
 

@@ -101,6 +101,49 @@ def test_training_experiments_share_their_runs(tmp_path):
     assert re.search(r"Options from lowest to highest test error: resnet20: [ABC] < [ABC] < [ABC]; resnet18: ", table)
 
 
+def test_paper_schedule_report(tmp_path):
+    """Small budget: ResNet-20 (2 seeds), plain-20 and ResNet-20 on all the training images, with the
+    paper's schedule shape (two lr drops) in 40 iterations on the embedded sample."""
+    store, out = tmp_path / "runs", tmp_path / "results"
+    empty = run_cli("reproduce", "paper-schedule", "--no-train", "--out", out, "--runs", store)
+    assert empty.returncode == 0, empty.stderr[-2000:]
+    text = (out / "paper-schedule" / "report.md").read_text()
+    missing = "resnet20 seed 0, resnet20 seed 1, plain20 seed 0, resnet20 (trained on all 50k) seed 0"
+    assert f"not yet run at this budget: {missing}" in text
+    assert "| ResNet-20 within 0.5 points of the paper's 8.75 % | not yet run | - |" in text
+
+    result = run_cli("reproduce", "paper-schedule", "--out", out, "--runs", store, timeout=1200)
+    assert result.returncode == 0, result.stderr[-2000:]
+    folder = out / "paper-schedule"
+    assert (folder / "fig6.png").read_bytes()[:4] == b"\x89PNG"
+    runs = store / "cifar10-sample-cifar-paper-small"
+    assert sorted(p.parent.name for p in runs.glob("*/test.json")) == [
+        "plain20-s0", "resnet20-s0", "resnet20-s1", "resnet20-trainval-s0"]  # fmt: skip
+    assert sorted(p.name for p in (folder / "runs").iterdir()) == sorted(p.name for p in runs.iterdir())
+    recipe = tomllib.loads((runs / "resnet20-trainval-s0" / "recipe.toml").read_text())
+    assert recipe["val_split"] == 0 and recipe["milestones"] == [20, 30] and recipe["iterations"] == 40
+    lrs = [json.loads(line)["lr"] for line in (runs / "resnet20-s1" / "metrics.jsonl").read_text().splitlines()]
+    assert lrs[-1] == pytest.approx(0.001)  # both drops taken
+    report = (folder / "report.md").read_text()
+    errors = [json.loads((runs / f"resnet20-s{s}" / "test.json").read_text())["test"]["top1_error"] for s in (0, 1)]
+    row = re.search(r"\| resnet20 \| 20 \| 0, 1 \| ([\d.]+), ([\d.]+) \| ([\d.]+) \+- ([\d.]+) \| 8.75 \|", report)
+    assert row and [float(row[1]), float(row[2])] == pytest.approx(errors, abs=0.005)
+    assert float(row[3]) == pytest.approx(sum(errors) / 2, abs=0.005)
+    assert "| resnet20 (trained on all 50k) | 20 | 0 |" in report and "| plain20 | 20 | 0 |" in report
+    assert "(2 seeds)" in report and "Data: `cifar10-sample`." in report and "not yet run at this" not in report
+    assert re.search(r"^\| plain20 \|.* \| (fp32|bf16) \|$", report, re.M)  # the precision it trained in
+
+
+def test_paper_schedule_names_its_data_by_checksum(tmp_path):
+    from deepres.reproduce.paper_schedule import data_identity
+
+    archive = tmp_path / "cifar10-lossless.tar.xz"
+    archive.write_bytes(b"abc")
+    digest = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"  # sha256("abc")
+    assert data_identity(str(archive)) == f"`cifar10-lossless.tar.xz` (sha256 `{digest}`)"
+    assert data_identity("cifar10") == "`cifar10`"
+
+
 def test_compute_minutes_ignore_a_paused_epoch(tmp_path):
     from deepres.reproduce.runs import compute_minutes
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import DeepresError
-from . import cifar, complexity, responses, shortcuts
+from . import cifar, complexity, paper_schedule, responses, shortcuts
 
 BUDGETS = ("small", "full")
 EXPERIMENTS: dict[str, Callable[..., Path]] = {
@@ -17,8 +17,10 @@ EXPERIMENTS: dict[str, Callable[..., Path]] = {
     "degradation": cifar.run_degradation,
     "shortcuts": shortcuts.run,
     "responses": responses.run,
+    "paper-schedule": paper_schedule.run,
 }
-TRAINS = {"cifar", "degradation", "shortcuts", "responses"}  # experiments that train (and take --data)
+# Experiments that train (and take --data)
+TRAINS = {"cifar", "degradation", "shortcuts", "responses", "paper-schedule"}
 
 
 def reproduce(name: str, budget: str = "small", out: str | Path = "results", data: str | None = None,

@@ -7,7 +7,7 @@ DATA_CAVEAT = (
     "(the same 50,000 + 10,000 images, lossy-compressed once), not the official PNG-exact pickles."
 )
 
-SMALL_NOTE = " The small budget (one epoch on 4,500 images) checks the machinery, not the paper."
+SMALL_NOTE = " The small budget (a few dozen iterations on the embedded sample) checks the machinery, not the paper."
 
 
 def small_note(budget: str) -> str:
