@@ -244,3 +244,15 @@ def test_larger_than_memory_dataset_streams(tmp_path, cifar10):
                      "--batch-size", "50", "--val-split", "0", "--workers", "1", "--out", tmp_path / "run")  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     assert json.loads((tmp_path / "run" / "test.json").read_text())["test"]["n"] == 100
+
+
+def test_threads_follow_the_cores_the_process_may_use():
+    """Under `taskset` (or a cpuset) training takes one thread per usable core, not per machine core:
+    two threads on one core would run a step several times slower."""
+    import shutil
+
+    if shutil.which("taskset") is None:
+        pytest.skip("taskset is not installed")
+    code = "from deepres.hardware import usable_cores; print(usable_cores())"
+    pinned = subprocess.run(["taskset", "-c", "0", sys.executable, "-c", code], capture_output=True, text=True)
+    assert pinned.returncode == 0 and pinned.stdout.strip() == "1", pinned.stderr

@@ -5,6 +5,7 @@ several times *slower* than fp32, so "auto" precision picks per machine."""
 from __future__ import annotations
 
 import functools
+import os
 
 PRECISIONS = ("auto", "bf16", "fp32")
 
@@ -15,6 +16,14 @@ def cpu_has_fast_bf16() -> bool:
 
     checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
     return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+
+
+def usable_cores() -> int:
+    """The cores this process may run on: fewer than the machine's under `taskset` or a cpuset."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def fast_precision(device="cpu") -> str:

@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import DeepresError
+from ..hardware import usable_cores
 from .dataset import FileSet, ImageSet
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm"}
@@ -142,7 +143,7 @@ def _parallel(fn, items: list, threads: bool = True) -> list:
     """``[fn(x) for x in items]``, on all cores if ``threads``: PIL releases the GIL while it decodes,
     which pays for large images; for tiny ones (CIFAR) the per-image Python work dominates and
     threads only contend for the GIL. Chunked, as a future per item costs more than a tiny decode."""
-    workers = os.cpu_count() or 2
+    workers = usable_cores()
     if not threads or workers == 1:
         return [fn(x) for x in items]
     size = max(1, -(-len(items) // (workers * 4)))

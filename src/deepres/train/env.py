@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..hardware import usable_cores
+
 
 def cpu_model() -> str:
     try:
@@ -62,7 +64,7 @@ def environment() -> dict:
         "platform": platform.platform(),
         "cpu": cpu_model(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),  # AVX2, AVX512, ...: what runs fast
-        "cores": os.cpu_count(),
+        "cores": usable_cores(),
         "threads": torch.get_num_threads(),
         "cuda": torch.cuda.is_available(),
         "hostname": platform.node(),

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import random
 import signal
 import time
@@ -27,7 +26,7 @@ from ..data.loader import FileLoader, MemoryLoader
 from ..data.pipeline import Pipeline
 from ..errors import DeepresError
 from ..evaluate import evaluate
-from ..hardware import resolve_precision
+from ..hardware import resolve_precision, usable_cores
 from ..inference import autocast
 from ..io import append_line, write_text_atomic
 from ..models.registry import create_model
@@ -125,7 +124,7 @@ class Trainer:
             raise DeepresError(
                 f"{self.run_dir} already holds a run; resume it with --resume {self.run_dir} or choose another --out"
             )
-        torch.set_num_threads(r.threads or max(1, (os.cpu_count() or 1) // self.dist.local_world))
+        torch.set_num_threads(r.threads or max(1, usable_cores() // self.dist.local_world))
         self.device = self.dist.device
         # Resolved per segment: a run resumed on another machine uses that machine's fast precision.
         self.precision = resolve_precision(r.precision, self.device)
