@@ -173,10 +173,14 @@ def bench_training(names: list[str], rounds: int, steps: int, workers: int, comp
 
 # --- inference ---------------------------------------------------------------------------------------
 def bench_inference(names: list[str], batches: list[int], rounds: int, quick: bool) -> list[dict]:
-    import onnxruntime as ort
-
     from deepres.export import onnx_bytes
     from deepres.inference import inference_fn
+
+    try:
+        import onnxruntime as ort
+    except ImportError:  # the plain install: the peer is an extra
+        ort = None
+        print("onnxruntime is not installed: its column is left out (pip install 'deepres[export]' adds it)")
 
     precision = fast_precision()
     rows = []
@@ -184,10 +188,12 @@ def bench_inference(names: list[str], batches: list[int], rounds: int, quick: bo
         ref = create_model(name).eval()
         fast = create_model(name).eval().to(memory_format=torch.channels_last)
         fast.load_state_dict(ref.state_dict())
-        with torch.no_grad():
-            session = ort.InferenceSession(
-                onnx_bytes(ref, torch.zeros(1, 3, 224, 224)), providers=["CPUExecutionProvider"]
-            )
+        session = None
+        if ort is not None:
+            with torch.no_grad():
+                session = ort.InferenceSession(
+                    onnx_bytes(ref, torch.zeros(1, 3, 224, 224)), providers=["CPUExecutionProvider"]
+                )
         compiled = None if quick else inference_fn(fast, precision, compile=True)  # `deepres eval --compile`
         _, _, macs = count(ref, 224)
         for b in batches:
@@ -197,8 +203,9 @@ def bench_inference(names: list[str], batches: list[int], rounds: int, quick: bo
             variants = {
                 "reference": functools.partial(forward_many, ref, x, reps),
                 "deepres": functools.partial(forward_many, inference_fn(fast, precision), xc, reps),  # eval, predict
-                "onnxruntime": functools.partial(forward_many, ort_runner(session), xn, reps),
             }
+            if session is not None:
+                variants["onnxruntime"] = functools.partial(forward_many, ort_runner(session), xn, reps)
             if compiled is not None:
                 variants["deepres compiled"] = functools.partial(forward_many, compiled, xc, reps)
             rows.append(row("infer", name, b, alternate(variants, rounds), macs))
@@ -235,8 +242,9 @@ def row(task: str, name: str, batch: int, speed: dict[str, float], macs_per_imag
     key = (task, name, batch) if task == "infer" else (task, name)
     target = TARGETS.get(key)
     if target is not None:
-        met = best / ref >= target and (key not in ORT_TARGET or best / speed["onnxruntime"] >= ORT_TARGET[key])
-        out["target"] = f">= {target}x ref" + (f", >= {ORT_TARGET[key]}x ort" if key in ORT_TARGET else "")
+        vs_ort = key in ORT_TARGET and "onnxruntime" in speed  # the peer is measured only where installed
+        met = best / ref >= target and (not vs_ort or best / speed["onnxruntime"] >= ORT_TARGET[key])
+        out["target"] = f">= {target}x ref" + (f", >= {ORT_TARGET[key]}x ort" if vs_ort else "")
         out["met"] = "yes" if met else "no"
     return out
 

@@ -2,6 +2,14 @@
 
 __version__ = "0.1.0"
 
-from .models import create_model, list_models, load_weights, save_weights  # noqa: E402
-
 __all__ = ["__version__", "create_model", "list_models", "load_weights", "save_weights"]
+
+
+def __getattr__(name: str):
+    # The model API loads on first use: `deepres` (the command) starts without importing torch, so a
+    # Ctrl-C during its start-up is the one-line "interrupted" of every other moment, not a traceback.
+    if name in __all__:
+        from . import models
+
+        return getattr(models, name)
+    raise AttributeError(f"module 'deepres' has no attribute {name!r}")

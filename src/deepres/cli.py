@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import io
 import os
 import sys
 import traceback
@@ -12,6 +13,24 @@ import traceback
 from .errors import DeepresError
 from .hardware import PRECISIONS
 from .tables import FORMATS, render
+
+
+class Parser(argparse.ArgumentParser):
+    """One line for a bad flag, like every other error a user can cause (argparse prints the usage too)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def count(raw: str) -> int:
+    """A flag that counts something (images per batch, classes, pixels): a whole number >= 1."""
+    try:
+        value = int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {raw!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
+    return value
 
 
 def parse_options(pairs: list[str] | None, flag: str = "--option") -> dict:
@@ -177,7 +196,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise DeepresError(
             f"{recipe.data}: its {len(bundle.classes)} classes are not the {len(classes)} the checkpoint was trained on"
         )
-    train_set, val_set, test_set, test_name = split_data(bundle, recipe)
+    train_set, val_set, test_set, test_name, _ = split_data(bundle, recipe)
     split = {"train": train_set, "val": val_set, "test": test_set}[args.split]
     if split is None:
         raise DeepresError(f"{recipe.data}: no {args.split} split")
@@ -298,7 +317,7 @@ DEFAULT_RECIPE = "sample"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="deepres",
         description="Deep Residual Learning for Image Recognition (He et al., 2015): networks, "
         "training, evaluation and the paper's experiments.",
@@ -314,7 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("summary", help="weight layers, parameters and multiply-adds vs the paper")
     p.add_argument("names", nargs="*", metavar="NAME", help="models or wildcards (default: the paper's nets)")
-    p.add_argument("--input-size", type=int, help="input resolution (default: 224, or 32 for CIFAR nets)")
+    p.add_argument("--input-size", type=count, help="input resolution (default: 224, or 32 for CIFAR nets)")
     p.add_argument(
         "--option",
         action="append",
@@ -362,14 +381,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="fully-convolutional testing at the paper's 5 scales (and mirrored), scores averaged",
     )
     p.add_argument("--flip", action="store_true", help="also average the mirrored image's scores")
-    p.add_argument("--batch-size", type=int, default=250)
+    p.add_argument("--batch-size", type=count, default=250)
     p.add_argument("--compile", action="store_true", help="torch.compile + freezing: pays on large test sets")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("predict", help="top-5 classes of images with probabilities")
     add_checkpoint(p)
     p.add_argument("images", nargs="+", metavar="IMAGE")
-    p.add_argument("--top", type=int, default=5)
+    p.add_argument("--top", type=count, default=5, help="how many classes to list per image")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("export", help="write a checkpoint (or a bare model) as ONNX, TorchScript or safetensors")
@@ -378,9 +397,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="file to write (default: beside the checkpoint, or MODEL.<ext>)")
     p.add_argument("--which", choices=["best", "last"], default="best", help="in a run directory: which checkpoint")
     p.add_argument("--raw", action="store_true", help="leave the input normalisation out of the graph")
-    p.add_argument("--input-size", type=int, help="bare models: input side (default: native, 224 or 32)")
-    p.add_argument("--num-classes", type=int, help="bare models: classes (default: 1000, CIFAR nets 10)")
-    p.add_argument("--in-chans", type=int, default=3, help="bare models: input channels")
+    p.add_argument("--input-size", type=count, help="bare models: input side (default: native, 224 or 32)")
+    p.add_argument("--num-classes", type=count, help="bare models: classes (default: 1000, CIFAR nets 10)")
+    p.add_argument("--in-chans", type=count, default=3, help="bare models: input channels")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("reproduce", help="one of the paper's experiments, from real runs: report, figures, logs")
@@ -420,6 +439,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    for stream in (sys.stdout, sys.stderr):  # a file name that is not UTF-8 prints as its own bytes
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="surrogateescape")
     parser = build_parser()
     args, rest = parser.parse_known_args(argv)
     if args.command == "bench":
@@ -429,20 +451,31 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except DeepresError as e:
-        if args.debug:
-            traceback.print_exc()
-        print(f"deepres {args.command}: error: {e}", file=sys.stderr)
-        return getattr(e, "exit_code", 2)
+        return fail(args, str(e), getattr(e, "exit_code", 2))
     except KeyboardInterrupt:
         print(f"deepres {args.command}: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # e.g. `deepres summary | head`
         return 0
+    except OSError as e:  # the system refused a path the user gave (read-only, too long, not a folder...)
+        return fail(args, f"{e.filename}: {e.strerror}" if e.filename and e.strerror else str(e), 2)
+
+
+def fail(args: argparse.Namespace, message: str, code: int) -> int:
+    """Print an error as the one line the README promises (--debug: with its traceback)."""
+    if args.debug:
+        traceback.print_exc()
+    print(f"deepres {args.command}: error: {' '.join(message.splitlines())}", file=sys.stderr)
+    return code
 
 
 def run() -> None:
     """The `deepres` command: `main`, then exit with its code."""
-    code = main()
+    try:
+        code = main()
+    except KeyboardInterrupt:  # before a command started (parsing its flags)
+        print("deepres: interrupted", file=sys.stderr)
+        code = 130
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         # A torchrun worker ends without interpreter teardown. PyTorch's DistributedDataParallel
         # keeps the gloo process group, and so its worker threads, alive past destroy_process_group;

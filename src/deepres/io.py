@@ -13,6 +13,9 @@ from typing import IO
 
 from .errors import DeepresError
 
+# File names that are not UTF-8 reach Python as str with surrogates: written back as the same bytes.
+TEXT_ERRORS = "surrogateescape"
+
 
 def _fsync_dir(path: Path) -> None:
     with contextlib.suppress(OSError):  # not every filesystem lets a directory be fsynced
@@ -41,11 +44,14 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
     half-written one. A full disk raises :class:`DeepresError` and keeps the previous file.
     """
     path = Path(path)
+    if path.is_dir():
+        raise DeepresError(f"{path}: a folder; expected the name of a file to write")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a finished file gets the usual mode
-        with os.fdopen(fd, mode) as f:
+        text = {} if "b" in mode else {"encoding": "utf-8", "errors": TEXT_ERRORS}
+        with os.fdopen(fd, mode, **text) as f:
             yield f
             f.flush()
             os.fsync(f.fileno())
@@ -82,7 +88,7 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
 def append_line(path: str | os.PathLike, line: str) -> None:
     """Append one line to a log; a full disk is a clear error, not a traceback."""
     try:
-        with open(path, "a") as f:
+        with open(path, "a", encoding="utf-8", errors=TEXT_ERRORS) as f:
             f.write(line + "\n")
     except OSError as e:
         if _no_space(e):

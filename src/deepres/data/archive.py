@@ -7,6 +7,7 @@ land outside the target folder.
 
 from __future__ import annotations
 
+import errno
 import lzma
 import tarfile
 import zipfile
@@ -16,6 +17,8 @@ from pathlib import Path, PurePosixPath
 from ..errors import DeepresError
 
 ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.xz", ".txz", ".tar.bz2", ".zip")
+# What the folder being written to raises (not the archive's fault).
+WRITE_ERRNOS = {errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT, errno.ENAMETOOLONG}
 # What a damaged archive raises, across compressions.
 CORRUPT_ERRORS = (tarfile.TarError, zipfile.BadZipFile, EOFError, lzma.LZMAError, zlib.error, OSError)
 
@@ -73,11 +76,26 @@ def read_archive(path: Path, budget_bytes: int) -> tuple[dict[str, bytes], set[s
                     return None
                 f = tf.extractfile(member)
                 files[name] = f.read() if f else b""
+            _check_complete(tf, path)
     except DeepresError:
         raise
     except CORRUPT_ERRORS as e:
-        raise DeepresError(f"{path}: truncated or corrupt archive ({type(e).__name__}: {e})") from None
+        raise DeepresError(f"{path}: truncated or corrupt archive ({type(e).__name__}: {_first_line(e)})") from None
     return files, dirs
+
+
+def _check_complete(tf: tarfile.TarFile, path: Path) -> None:
+    """tarfile stops reading quietly at a damaged member header (only one at the very start raises),
+    which would leave the members after it out: what follows the last member must be the
+    end-of-archive zero blocks. Reading to the end also runs a gzip stream's CRC check."""
+    assert tf.fileobj is not None
+    tf.fileobj.seek(tf.offset)
+    while chunk := tf.fileobj.read(1 << 16):
+        if chunk.strip(b"\0"):
+            raise DeepresError(
+                f"{path}: corrupt archive: the member header at byte {tf.offset} is damaged "
+                f"({len(tf.getmembers())} members could be read before it)"
+            )
 
 
 def _escapes(p: PurePosixPath) -> bool:
@@ -100,11 +118,22 @@ def safe_extract(path: Path, target: Path) -> Path:
                 zf.extractall(target)
         else:
             with tarfile.open(path, "r:*") as tf:
-                tf.extractall(target, filter="data")
+                members = tf.getmembers()
+                _check_complete(tf, path)  # before writing anything
+                tf.extractall(target, members=members, filter="data")
     except tarfile.FilterError as e:
         raise DeepresError(f"{path}: refusing to extract: {e}") from None
     except DeepresError:
         raise
+    except OSError as e:
+        if e.errno in WRITE_ERRNOS:
+            raise  # the target refused the files: the caller says where and why
+        raise DeepresError(f"{path}: truncated or corrupt archive ({type(e).__name__}: {_first_line(e)})") from None
     except CORRUPT_ERRORS as e:
-        raise DeepresError(f"{path}: truncated or corrupt archive ({type(e).__name__}: {e})") from None
+        raise DeepresError(f"{path}: truncated or corrupt archive ({type(e).__name__}: {_first_line(e)})") from None
     return target
+
+
+def _first_line(e: Exception) -> str:
+    # tarfile's ReadError lists every compression it tried, one per line.
+    return str(e).strip().splitlines()[0].rstrip(":") if str(e).strip() else "no detail"

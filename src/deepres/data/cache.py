@@ -12,8 +12,11 @@ from pathlib import Path
 import numpy as np
 
 from .dataset import DataBundle, ImageSet
+from .folder import is_regular_file
 
-FORMAT = 1  # bump when decoding changes, so old caches are not reused
+# Bump when decoding changes, so old caches are not reused (2: 16-bit images rescaled; damaged tar
+# member headers refused instead of ending the archive early).
+FORMAT = 2
 
 
 def cache_root() -> Path:
@@ -32,9 +35,12 @@ def content_key(path: Path, *extra: str) -> str:
     # Folders count too: an empty class folder is an error the cache must not hide.
     entries = [path] if path.is_file() else sorted(path.rglob("*"))
     for f in entries:
-        if f != path:
-            h.update(f.relative_to(path).as_posix().encode() + (b"/\0" if f.is_dir() else b"\0"))
+        if f != path:  # fsencode: a name that is not UTF-8 (bytes kept as surrogates) hashes too
+            h.update(os.fsencode(f.relative_to(path).as_posix()) + (b"/\0" if f.is_dir() else b"\0"))
         if f.is_dir():
+            continue
+        if not is_regular_file(f):  # never opened: a FIFO or a device would block or never end
+            h.update(b"<not a regular file>")
             continue
         with open(f, "rb") as fh:
             for chunk in iter(lambda: fh.read(1 << 20), b""):
@@ -58,7 +64,7 @@ def load_cached(key: str) -> DataBundle | None:
         }
     except (OSError, ValueError, KeyError):
         return None  # absent or damaged: decode again
-    return DataBundle(meta["name"], meta["classes"], splits, meta["source"])
+    return DataBundle(meta["name"], meta["classes"], splits, meta["source"], meta.get("skipped", 0))
 
 
 def save_cached(key: str, bundle: DataBundle) -> None:
@@ -66,8 +72,11 @@ def save_cached(key: str, bundle: DataBundle) -> None:
     final = _dir(key)
     if final.exists():
         return
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{key}."))
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{key}."))
+    except OSError:
+        return  # a cache that cannot be written (read-only, full) only costs a decode next time
     try:
         for split, s in bundle.splits.items():
             assert isinstance(s, ImageSet)
@@ -78,6 +87,7 @@ def save_cached(key: str, bundle: DataBundle) -> None:
             "classes": bundle.classes,
             "splits": list(bundle.splits),
             "source": bundle.source,
+            "skipped": bundle.skipped,
             "format": FORMAT,
         }
         (tmp / "meta.json").write_text(json.dumps(meta))

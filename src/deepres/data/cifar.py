@@ -54,6 +54,8 @@ def _batch_arrays(batch: dict, label_key: str, origin: str) -> tuple[np.ndarray,
         labels = np.asarray(batch[label_key], dtype=np.int64)
     except KeyError as e:
         raise DeepresError(f"{origin}: CIFAR batch without {e.args[0]!r}") from None
+    except (TypeError, ValueError) as e:
+        raise DeepresError(f"{origin}: CIFAR batch whose data or labels are not numbers ({e})") from None
     if data.ndim != 2 or data.shape[1] != 3072 or len(data) != len(labels):
         raise DeepresError(
             f"{origin}: expected data of shape (N, 3072) and N labels, found {data.shape} and {len(labels)}"

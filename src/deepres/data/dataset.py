@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,6 +44,7 @@ class FileSet:
     paths: list[Path]
     labels: np.ndarray
     channels: int = 3
+    sizes: tuple[tuple[int, int], ...] = ()  # the distinct (width, height) of its images, most common first
 
     def __post_init__(self) -> None:
         self.labels = np.asarray(self.labels, dtype=np.int64)
@@ -50,7 +53,7 @@ class FileSet:
         return len(self.labels)
 
     def subset(self, index: np.ndarray) -> FileSet:
-        return FileSet([self.paths[i] for i in index], self.labels[index], self.channels)
+        return FileSet([self.paths[i] for i in index], self.labels[index], self.channels, self.sizes)
 
 
 Split = ImageSet | FileSet
@@ -64,6 +67,22 @@ class DataBundle:
     classes: list[str]
     splits: dict[str, Split] = field(default_factory=dict)
     source: str = ""
+    skipped: int = 0  # unreadable files left out (--skip-bad-images)
+
+    def __post_init__(self) -> None:
+        """Every loader's labels are checked here, where data enters: a label that is not a class
+        index would otherwise crash the loss after training started, or silently train a wrong head."""
+        origin = self.source or self.name
+        for name, split in self.splits.items():
+            if len(split) == 0:
+                raise DeepresError(f"{origin}: the {name} split has no images")
+            low, high = int(split.labels.min()), int(split.labels.max())
+            if low < 0 or high >= len(self.classes):
+                bad = high if high >= len(self.classes) else low
+                raise DeepresError(
+                    f"{origin}: {name} label {bad} is not a class index (expected 0 to {len(self.classes) - 1} "
+                    f"for its {len(self.classes)} classes)"
+                )
 
     @property
     def channels(self) -> int:
@@ -108,3 +127,34 @@ def stratified_split(labels: np.ndarray, n_val: int, seed: int) -> tuple[np.ndar
     mask = np.ones(n, dtype=bool)
     mask[val_idx] = False
     return np.flatnonzero(mask), val_idx
+
+
+def fingerprint(bundle: DataBundle) -> dict[str, list]:
+    """{split: [images, sha256 of its labels and pixels (or file names)]}: what a run trained on, kept
+    in its checkpoints so that a resume on other data is refused rather than silently inexact."""
+    out = {}
+    for name, split in bundle.splits.items():
+        h = hashlib.sha256(split.labels.astype("<i8").tobytes())
+        if isinstance(split, ImageSet):
+            h.update(str(split.images.shape).encode())
+            h.update(np.ascontiguousarray(split.images).data)
+        else:
+            for p in split.paths:
+                h.update(os.fsencode(p) + b"\0")
+        out[name] = [len(split), h.hexdigest()[:16]]
+    return out
+
+
+def describe_change(before: dict, after: dict) -> str:
+    """What differs between two fingerprints, in a few words."""
+    changes = []
+    for name in sorted(set(before) | set(after)):
+        if name not in after:
+            changes.append(f"no {name} split now")
+        elif name not in before:
+            changes.append(f"a new {name} split")
+        elif before[name][0] != after[name][0]:
+            changes.append(f"{name}: {before[name][0]:,} -> {after[name][0]:,} images")
+        elif before[name][1] != after[name][1]:
+            changes.append(f"{name}: same size, other images or labels")
+    return "; ".join(changes)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -41,11 +42,15 @@ class Tree:
     root: Path | None = None
     files: dict[str, bytes] = field(default_factory=dict)
     dirs: set[str] = field(default_factory=set)
+    # Names that are not regular files (a FIFO, a link to a device or to nothing): never opened, as
+    # reading a FIFO or /dev/zero would block or never end.
+    irregular: set[str] = field(default_factory=set)
 
     @classmethod
     def from_dir(cls, root: Path) -> Tree:
         names: dict[str, bytes] = {}
         dirs: set[str] = set()
+        irregular: set[str] = set()
         for dirpath, dirnames, filenames in os.walk(root):
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
             rel = Path(dirpath).relative_to(root)
@@ -53,15 +58,18 @@ class Tree:
                 dirs.add(rel.as_posix())
             for fn in filenames:
                 if not fn.startswith("."):
-                    names[(rel / fn).as_posix()] = b""  # contents read on demand
-        tree = cls(str(root), root=root, dirs=dirs)
-        tree.files = names
-        return tree
+                    name = (rel / fn).as_posix()
+                    names[name] = b""  # contents read on demand
+                    if not is_regular_file(root / name):
+                        irregular.add(name)
+        return cls(str(root), root=root, files=names, dirs=dirs, irregular=irregular)
 
     def names(self) -> list[str]:
         return sorted(self.files)
 
     def read(self, name: str) -> bytes:
+        if name in self.irregular:
+            raise DeepresError(f"{self.origin}: {name} is not a regular file (a pipe, device or broken link)")
         return (self.root / name).read_bytes() if self.root is not None else self.files[name]
 
     def size(self, name: str) -> int:
@@ -152,8 +160,18 @@ def _parallel(fn, items: list, threads: bool = True) -> list:
         return [r for part in pool.map(lambda c: [fn(x) for x in c], chunks) for r in part]
 
 
+def is_regular_file(path: Path) -> bool:
+    """Whether ``path`` (followed through links) is a regular file: safe to open and read to its end."""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
 def _probe(tree: Tree, name: str) -> tuple[tuple[int, int], str] | None:
     """(size, mode) from the image header, or None if it is not an image."""
+    if name in tree.irregular:
+        return None
     try:
         source = tree.root / name if tree.root is not None else io.BytesIO(tree.files[name])
         with Image.open(source) as im:
@@ -162,11 +180,26 @@ def _probe(tree: Tree, name: str) -> tuple[tuple[int, int], str] | None:
         return None
 
 
+def to_8bit(im: Image.Image, channels: int) -> Image.Image:
+    """``im`` as 8-bit L or RGB. PIL's own convert clips a 16-bit or 32-bit grey image (16-bit PNG,
+    TIFF) to 255, which would make it a constant white image: rescale its range instead."""
+    if im.mode.startswith("I") or im.mode == "F":
+        a = np.asarray(im, dtype=np.float64)
+        high = a.max(initial=0)
+        if im.mode.startswith("I;16"):
+            top = 65535.0  # the bit depth says so, however dark the image
+        elif im.mode == "F":
+            top = 1.0 if high <= 1.0 else 255.0
+        else:  # "I", 32-bit: PIL's mode for some 16-bit PNGs
+            top = 255.0 if high <= 255 else 65535.0
+        im = Image.fromarray(np.clip(np.rint(a * (255.0 / top)), 0, 255).astype(np.uint8), "L")
+    return im.convert("L" if channels == 1 else "RGB")
+
+
 def decode(data: bytes | Path, channels: int) -> np.ndarray:
     """Decode one image to uint8 (H, W, channels); raises one of IMAGE_ERRORS if it cannot."""
     with Image.open(data if isinstance(data, Path) else io.BytesIO(data)) as im:
-        im = im.convert("L" if channels == 1 else "RGB")
-        arr = np.asarray(im, dtype=np.uint8)
+        arr = np.asarray(to_8bit(im, channels), dtype=np.uint8)
     return arr[..., None] if channels == 1 else arr
 
 
@@ -193,16 +226,17 @@ def load_image_folder(
     if not kept:
         raise DeepresError(f"{tree.origin}: no readable images")
     sizes = Counter(p[0] for _, p in kept)
-    channels = 1 if all(p[1] in ("L", "1", "I;16", "I") for _, p in kept) else 3
+    channels = 1 if all(p[1] in ("L", "1", "F") or p[1].startswith("I") for _, p in kept) else 3
     (w, h), _ = sizes.most_common(1)[0]
     fits = len(sizes) == 1 and len(kept) * w * h * channels <= budget_bytes
     splits: dict[str, ImageSet | FileSet] = {}
     if not fits:
         if tree.root is None:
             raise _NeedsExtraction()
+        distinct = tuple(size for size, _ in sizes.most_common())
         for split in layout.splits:
             items = [(tree.root / e[1], e[2]) for e, _ in kept if e[0] == split]
-            splits[split] = FileSet([p for p, _ in items], np.array([y for _, y in items]), channels)
+            splits[split] = FileSet([p for p, _ in items], np.array([y for _, y in items]), channels, distinct)
         return layout.classes, splits, len(bad)
 
     def decode_entry(e):

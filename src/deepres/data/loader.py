@@ -11,6 +11,7 @@ contiguous parts, one per rank, so N processes see exactly the batches one proce
 from __future__ import annotations
 
 import random
+import signal
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,7 @@ from PIL import Image
 
 from ..errors import DeepresError
 from .dataset import FileSet, ImageSet
-from .folder import IMAGE_ERRORS
+from .folder import IMAGE_ERRORS, to_8bit
 
 
 def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
@@ -81,7 +82,7 @@ def _open(path: Path, channels: int) -> Image.Image:
         im.load()
     except IMAGE_ERRORS as e:
         raise DeepresError(f"{path}: not a readable image ({e})") from None
-    return im.convert("L" if channels == 1 else "RGB")
+    return to_8bit(im, channels)
 
 
 def _resize_short(im: Image.Image, short: int) -> Image.Image:
@@ -140,8 +141,18 @@ class _FileDataset(torch.utils.data.Dataset):
         return torch.from_numpy(a), int(self.split.labels[index])
 
 
+def _worker_ignores_stop_signals(_: int) -> None:
+    # Ctrl-C reaches the terminal's whole process group: the main process alone stops the run (at a
+    # step, with a checkpoint) and then ends its workers; a worker killed first would make the
+    # DataLoader fail with a traceback instead.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 def _batches(dataset: _FileDataset, keys: list, batch_size: int, workers: int):
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, sampler=keys, num_workers=workers)
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=batch_size, sampler=keys, num_workers=workers, worker_init_fn=_worker_ignores_stop_signals
+    )
     try:
         yield from loader
     except DeepresError as e:

@@ -54,8 +54,14 @@ class Pipeline:
             )
 
     # --- fitting and storing ---------------------------------------------------------------------
-    def fit(self, train: ImageSet | FileSet, sample: int = 2000, seed: int = 0) -> Pipeline:
+    def fit(self, train: ImageSet | FileSet, sample: int = 2000, seed: int = 0, origin: str = "the data") -> Pipeline:
         """Mean (and std) from the training images: all of them in memory, else a sample."""
+        if isinstance(train, FileSet) and len(train.sizes) > 1 and not self.crop:
+            shown = ", ".join(f"{w}x{h}" for w, h in train.sizes[:3]) + (", ..." if len(train.sizes) > 3 else "")
+            raise ConfigError(
+                f"{origin}: its images differ in size ({shown}) and a batch needs one: pass --crop N (centre crops, "
+                "after --resize M scales the shorter side; or random crops with --augment imagenet)"
+            )
         if isinstance(train, ImageSet):
             images = train.images
             self.image_size = tuple(images.shape[1:3])  # type: ignore[assignment]

@@ -45,7 +45,10 @@ def load_dataset(spec: str | os.PathLike, budget_bytes: int | None = None, skip_
     spec = str(spec)
     if spec in NAMED:
         return _load_named(spec, budget, skip_bad)
-    path = Path(spec).expanduser()
+    try:
+        path = Path(spec).expanduser()
+    except RuntimeError:  # ~user of no such user
+        raise DeepresError(f"{spec}: no such user's home folder to expand '~' in") from None
     if not path.exists():
         raise DeepresError(
             f"{spec}: no such file or folder; expected a dataset folder, an archive "
@@ -86,17 +89,21 @@ def _parse(path: Path, budget: int, skip_bad: bool) -> DataBundle:
         classes, splits, skipped = load_image_folder(tree, budget, skip_bad)
     except _NeedsExtraction:  # an archive of mixed-size images: they have to be streamed from disk
         classes, splits, skipped = load_image_folder(_extracted(path), budget, skip_bad)
-    bundle = DataBundle(name, classes, splits, origin)
-    bundle.skipped = skipped  # type: ignore[attr-defined]
-    return bundle
+    return DataBundle(name, classes, splits, origin, skipped)
 
 
 def _extracted(archive: Path) -> Tree:
     target = cache_root() / "extracted" / content_key(archive)
     done = target / ".complete"
     if not done.exists():
-        safe_extract(archive, target)
-        done.touch()
+        try:
+            safe_extract(archive, target)
+            done.touch()
+        except OSError as e:
+            raise DeepresError(
+                f"{archive}: its images must be extracted to stream them, and the cache {cache_root()} cannot "
+                f"be written ({e.strerror}); set DEEPRES_CACHE to a writable folder, or extract it yourself"
+            ) from None
     return Tree.from_dir(target)
 
 

@@ -33,11 +33,18 @@ def is_safetensors(path: Path) -> bool:
     return len(head) == 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < 100_000_000
 
 
-def read_checkpoint_file(path: str | os.PathLike) -> object:
-    """Load a PyTorch file without unpickling arbitrary objects; one-line errors for bad files."""
+def require_file(path: str | os.PathLike) -> Path:
     path = Path(path)
+    if path.is_dir():
+        raise WeightsError(f"{path}: a folder, not a weights file (of a run directory, give its best.pt or last.pt)")
     if not path.is_file():
         raise WeightsError(f"{path}: no such file")
+    return path
+
+
+def read_checkpoint_file(path: str | os.PathLike) -> object:
+    """Load a PyTorch file without unpickling arbitrary objects; one-line errors for bad files."""
+    path = require_file(path)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
@@ -74,9 +81,7 @@ def extract_state_dict(obj: object, origin: str = "checkpoint") -> dict[str, Ten
 
 
 def read_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"{path}: no such file")
+    path = require_file(path)
     if is_safetensors(path):
         try:
             return extract_state_dict(st_load(path.read_bytes()), str(path))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import torch
 from torch import nn
 
 from ..data.pipeline import Pipeline
@@ -16,6 +17,9 @@ from ..models.weights import load_state_dict_checked, read_checkpoint_file
 
 FORMAT = "deepres-checkpoint"
 VERSION = 1
+# The types of the fields that eval, predict, export and resume read (a crafted file may lie).
+FIELDS = {"model_name": str, "model_options": dict, "in_chans": int, "classes": list, "pipeline": dict,
+          "recipe": dict, "model": dict, "ema": (dict, type(None)), "step": int, "epoch": int}  # fmt: skip
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
@@ -29,6 +33,14 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
         raise WeightsError(
             f"{path}: not a deepres checkpoint (for a plain state dict use deepres.load_weights(model, path))"
         )
+    for key, kind in FIELDS.items():
+        if key in obj and not isinstance(obj[key], kind):
+            raise WeightsError(f"{path}: damaged deepres checkpoint: {key!r} is a {type(obj[key]).__name__}")
+    for key in ("model", "ema"):
+        if isinstance(obj.get(key), dict) and not all(isinstance(v, torch.Tensor) for v in obj[key].values()):
+            raise WeightsError(f"{path}: damaged deepres checkpoint: {key!r} holds values that are not tensors")
+    if isinstance(obj.get("classes"), list) and not all(isinstance(c, str) for c in obj["classes"]):
+        raise WeightsError(f"{path}: damaged deepres checkpoint: 'classes' holds names that are not strings")
     return obj
 
 
@@ -55,7 +67,11 @@ def model_from_checkpoint(
         )
         state = ckpt["ema"] if ema and ckpt.get("ema") else ckpt["model"]
         load_state_dict_checked(model, state, strict=True, origin=origin)
+        if not all(torch.isfinite(t).all() for t in state.values() if t.is_floating_point()):
+            raise DeepresError(f"{origin}: holds weights that are not finite numbers (NaN or inf): a diverged run")
         pipeline = Pipeline.from_state(ckpt["pipeline"])
     except KeyError as e:
         raise DeepresError(f"{origin}: incomplete deepres checkpoint (no {e.args[0]!r})") from None
+    except (TypeError, ValueError) as e:  # a pipeline or model option of the wrong kind
+        raise DeepresError(f"{origin}: damaged deepres checkpoint ({e})") from None
     return model.eval(), pipeline, list(ckpt["classes"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import math
 import tomllib
 import typing
 from dataclasses import dataclass, field
@@ -124,6 +125,19 @@ class Recipe:
         # logs what each epoch used.
         return recipe
 
+    def fit_warmup(self) -> tuple[Recipe, str]:
+        """(the recipe, a note): a warm-up as long as the run (``--epochs 2`` on a recipe that warms up
+        for 3) would leave an lr that only rises; it becomes a fifth of the run, and the note says so."""
+        length, unit = (self.iterations, "iterations") if self.iterations else (self.epochs, "epochs")
+        if not 0 < length <= self.warmup:
+            return self, ""
+        warmup = length / 5 if unit == "epochs" else max(1, length // 5)
+        note = (
+            f"warmup={self.warmup:g} {unit} is not shorter than the run ({length:g} {unit}), so the lr would only "
+            f"rise: warm-up shortened to {warmup:g} {unit} (a fifth of the run; set --warmup to choose)"
+        )
+        return dataclasses.replace(self, warmup=warmup), note
+
     def validate(self) -> None:
         for name, choices in CHOICES.items():
             if getattr(self, name) not in choices:
@@ -155,8 +169,8 @@ class Recipe:
         ]:
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name}={getattr(self, name)}: expected a value >= 0")
-        if self.lr <= 0:
-            raise ConfigError(f"lr={self.lr}: expected a value > 0")
+        if self.lr <= 0 or self.gamma <= 0:
+            raise ConfigError(f"lr={self.lr}, gamma={self.gamma}: expected values > 0")
         if not (self.epochs > 0) ^ (self.iterations > 0):
             raise ConfigError("set exactly one of epochs and iterations (the other 0)")
         if not 0 <= self.label_smoothing < 1 or not 0 <= self.ema_decay < 1 or not 0 <= self.momentum < 1:
@@ -198,8 +212,12 @@ def coerce(name: str, value: object, origin: str) -> object:
     if not ok(value):
         raise ConfigError(f"{origin}: {name}={value!r} is not a {kind.__name__}")
     if kind is float:
+        if not math.isfinite(value):  # type: ignore[arg-type]
+            raise ConfigError(f"{origin}: {name}={value!r}: expected a finite number")
         return float(value)  # type: ignore[arg-type]
     if kind is list:
+        if any(isinstance(v, float) and not math.isfinite(v) for v in value):  # type: ignore[union-attr]
+            raise ConfigError(f"{origin}: {name}={value!r}: expected finite numbers")
         return list(value)  # type: ignore[arg-type]
     return value
 
@@ -251,7 +269,10 @@ def load_recipe(name_or_path: str) -> Recipe:
             raise ConfigError(
                 f"unknown recipe {name_or_path!r}; expected one of {', '.join(sorted(files))} or a .toml file"
             )
-        text, origin = path.read_text(), str(path)
+        try:
+            text, origin = path.read_text(), str(path)
+        except UnicodeDecodeError:
+            raise ConfigError(f"--recipe {path}: not a text file; expected a recipe in TOML") from None
     try:
         values = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from ..data import DataBundle, ImageSet, load_dataset, stratified_split
+from ..data.dataset import describe_change, fingerprint
 from ..data.loader import FileLoader, MemoryLoader
 from ..data.pipeline import Pipeline
 from ..errors import DeepresError
@@ -35,6 +36,7 @@ from .distributed import Dist, convert_sync_batchnorm
 from .env import environment, with_segment
 from .progress import Progress, fmt_duration
 from .recipe import Recipe
+from .rundir import RunDirClaim
 from .schedule import LRSchedule
 
 
@@ -82,17 +84,28 @@ def _set_rng_state(state: dict) -> None:
 
 
 def split_data(bundle: DataBundle, recipe: Recipe):
-    """(train, val or None, test or None, name of the split the final test uses)."""
+    """(train, val or None, test or None, name of the split the final test uses, a note for the log).
+
+    ``val`` is read every epoch (curves, best.pt); the final test reads the data's own test split,
+    else its own val split (like ImageNet, whose test labels are not public: the paper reports on its
+    val set). ``val_split`` holds images out of train for validation; it never replaces a held-out
+    set the data brings: with the data's own val and test, it is not used."""
     train = bundle.require("train")
-    val = bundle.splits.get("val")
-    if recipe.val_split:
-        train_idx, val_idx = stratified_split(train.labels, recipe.val_split, recipe.val_seed)
-        train, val = train.subset(train_idx), train.subset(val_idx)
-    test = bundle.splits.get("test")
-    if test is not None:
-        return train, val, test, "test"
-    # Like ImageNet, whose test labels are not public: the paper reports on its val set.
-    return train, val, val, "val"
+    own_val, test = bundle.splits.get("val"), bundle.splits.get("test")
+    if own_val is not None and test is not None:
+        note = f"the data has its own val and test splits: val_split={recipe.val_split} not used"
+        return train, own_val, test, "test", note if recipe.val_split else ""
+    if not recipe.val_split:
+        return train, own_val, test if test is not None else own_val, "test" if test is not None else "val", ""
+    train_idx, val_idx = stratified_split(train.labels, recipe.val_split, recipe.val_seed)
+    train, val = train.subset(train_idx), train.subset(val_idx)
+    if own_val is not None:
+        note = (
+            f"validation (curves, best.pt) on {len(val):,} images held out of train; "
+            f"the final test on the data's own val split ({len(own_val):,} images)"
+        )
+        return train, val, own_val, "val", note
+    return train, val, test if test is not None else val, "test" if test is not None else "val", ""
 
 
 class Trainer:
@@ -117,9 +130,28 @@ class Trainer:
             self.ckpt = load_checkpoint(last)
             recipe = Recipe.from_dict(self.ckpt["recipe"], f"{last} recipe").replace("--resume", **(machine or {}))
             out = resume
-        self.recipe = r = recipe.resolved()
+        self.recipe, warmup_note = recipe.resolved().fit_warmup()
+        r = self.recipe
+        if warmup_note:
+            self.log_lines.append(warmup_note)
         self.run_dir = Path(out) if out is not None else default_run_dir(r)
         self.run_dir = Path(self.dist.broadcast_object(str(self.run_dir)))
+        self.claim = (
+            RunDirClaim(self.run_dir, "--resume" if resume is not None else "--out") if self.dist.main else None
+        )
+        try:
+            self._build(r)
+        except BaseException:
+            self.release(failed=True)
+            raise
+
+    def release(self, failed: bool = False) -> None:
+        """Let another process use the run directory (and remove it after a failed start that created it)."""
+        if self.claim is not None:
+            self.claim.release(failed)
+
+    def _build(self, r: Recipe) -> None:
+        """Data, model, optimiser, schedule and state, from the recipe (and the checkpoint on resume)."""
         if self.ckpt is None and (self.run_dir / "last.pt").exists():
             raise DeepresError(
                 f"{self.run_dir} already holds a run; resume it with --resume {self.run_dir} or choose another --out"
@@ -134,7 +166,18 @@ class Trainer:
 
         budget = int(r.memory_budget_gb * 2**30) or None
         self.bundle = load_dataset(r.data, budget, r.skip_bad_images)
-        self.train_set, self.val_set, self.test_set, self.test_split = split_data(self.bundle, r)
+        self.train_set, self.val_set, self.test_set, self.test_split, note = split_data(self.bundle, r)
+        if note:
+            self.log_lines.append(note)
+        if self.bundle.skipped:
+            self.log_lines.append(f"skipped {self.bundle.skipped:,} unreadable files of {r.data} (--skip-bad-images)")
+        self.data_fingerprint = fingerprint(self.bundle)
+        if self.ckpt is not None and self.ckpt.get("data", self.data_fingerprint) != self.data_fingerprint:
+            raise DeepresError(
+                f"--resume {self.run_dir}: {r.data} is not the data the run started with "
+                f"({describe_change(self.ckpt['data'], self.data_fingerprint)}): an exact resume is impossible; "
+                "restore that data or start a new run"
+            )
         self.pipeline = self._pipeline()
 
         opts = dict(r.model_options)
@@ -194,7 +237,7 @@ class Trainer:
             lighting=r.lighting,
             normalize=r.normalize,
         )
-        return p.fit(self.train_set, seed=r.seed)
+        return p.fit(self.train_set, seed=r.seed, origin=r.data)
 
     def _init_weights(self, path: str, skip_mismatch: bool) -> None:
         """Start from other weights (fine-tuning): a state dict or a deepres checkpoint. Strict unless
@@ -245,6 +288,7 @@ class Trainer:
             "skipped_steps": self.skipped_steps,
             "rng": _rng_state(),
             "world": self.dist.world,
+            "data": self.data_fingerprint,
         }
 
     def _restore(self, c: dict) -> None:
@@ -259,7 +303,19 @@ class Trainer:
         self.history, self.skipped_steps = list(c["history"]), c["skipped_steps"]
         _set_rng_state(c["rng"])
 
+    def _kept(self) -> str:
+        if (self.run_dir / "last.pt").is_file():
+            return f"{self.run_dir / 'last.pt'} holds the last good state"
+        return "no checkpoint had been written yet"
+
     def save(self, name: str = "last.pt") -> None:
+        # Never a checkpoint of weights that are not numbers: with --nan-policy skip, an lr that
+        # diverges can overflow the weights through finite losses, after which every step is skipped.
+        if not all(torch.isfinite(t).all() for t in self.model.state_dict().values() if t.is_floating_point()):
+            raise NumericalError(
+                f"the weights are not finite numbers at step {self.step} (epoch {self.epoch + 1}): the run diverged; "
+                f"stopped; {self._kept()}; try a lower --lr"
+            )
         if self.dist.main:
             save_checkpoint(self.run_dir / name, self._state())
 
@@ -390,14 +446,9 @@ class Trainer:
                 self.log(f"step {self.step + 1}: non-finite loss; step skipped ({self.skipped_steps} so far)")
                 self.optimizer.zero_grad(set_to_none=True)
                 return None, bool(stop)
-            kept = (
-                f"{self.run_dir / 'last.pt'} holds the last good state (epoch {self.epoch})"
-                if (self.run_dir / "last.pt").is_file()
-                else "no checkpoint had been written yet"
-            )
             raise NumericalError(
                 f"the loss became {loss.item()} at step {self.step + 1} (epoch {self.epoch + 1}); stopped; "
-                f"{kept}; try a lower --lr, or --nan-policy skip"
+                f"{self._kept()}; try a lower --lr, or --nan-policy skip"
             )
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -448,7 +499,12 @@ class Trainer:
     def _end_epoch(self) -> None:
         r = self.recipe
         stats = self.epoch_stats  # already summed over the processes, step by step
-        n = max(stats[0].item(), 1)
+        if stats[0].item() == 0:  # --nan-policy skip skipped every step of the epoch
+            raise NumericalError(
+                f"every step of epoch {self.epoch + 1} had a non-finite loss ({self.skipped_steps} skipped in all): "
+                f"the run diverged; stopped; {self._kept()}; try a lower --lr"
+            )
+        n = stats[0].item()
         record = {
             "epoch": self.epoch + 1,
             "step": self.step,
@@ -500,6 +556,7 @@ class Trainer:
                 "test": test,
                 "test_best_on_val": test_best,
                 "skipped_steps": self.skipped_steps,
+                "skipped_images": self.bundle.skipped,
                 "train_seconds": sum(h["seconds"] for h in self.history),
                 "data": self.bundle.source,
             }
@@ -531,4 +588,5 @@ def train(
     try:
         return trainer.run()
     finally:
+        trainer.release()
         trainer.dist.close()
