@@ -155,6 +155,7 @@ BAD_INPUT = [
     ("checkpoint NaN weights", lambda t: ["predict", nan_weights(t), image(t)], ["holds weights that are not finite numbers"]),
     ("--recipe a binary file", lambda t: ["train", "--recipe", file(t, "r.toml", b"\xff\xfe\x00\x81")], ["--recipe", "r.toml: not a text file"]),
     ("--data ~nosuchuser", lambda t: ["train", "--data", "~nosuchuser9/x", *QUICK], ["~nosuchuser9/x: no such user's home folder"]),
+    ("--epochs under a step", lambda t: ["train", "--data", make_folder(t / "p", per_class=4), "--batch-size", "4", "--val-split", "0", "--epochs", "0.01"], ["--epochs 0.01: less than one step (2 steps of 4 images"]),
     ("--init-weights a folder", lambda t: ["train", *QUICK, "--init-weights", t], ["a folder, not a weights file"]),
 ]  # fmt: skip
 

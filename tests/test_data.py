@@ -4,6 +4,7 @@ the decode-once cache, and the download path against a server on 127.0.0.1."""
 import gzip
 import hashlib
 import io
+import json
 import os
 import pickle
 import tarfile
@@ -56,7 +57,9 @@ def test_pixel_exact_cifar10_loads_through_the_pickle_path(cifar10_lossless):
 def test_decoded_once_then_cached(cifar10, isolated_cache):
     from conftest import CIFAR_ARCHIVE
 
-    cached = list((isolated_cache / "decoded").iterdir())
+    # One entry of this archive (other tests cache their own data in the same folder).
+    cached = [d for d in (isolated_cache / "decoded").iterdir()
+              if json.loads((d / "meta.json").read_text())["source"] == str(CIFAR_ARCHIVE)]  # fmt: skip
     assert len(cached) == 1 and (cached[0] / "train.images.npy").is_file()
     again = load_dataset(CIFAR_ARCHIVE)
     assert np.array_equal(again.splits["test"].images, cifar10.splits["test"].images)

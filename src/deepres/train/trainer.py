@@ -197,6 +197,11 @@ class Trainer:
         if self.loader.steps_per_epoch < 1:
             raise DeepresError(f"--batch-size {r.batch_size}: larger than the training set")
         self.schedule = LRSchedule(r, self.loader.steps_per_epoch)
+        if self.schedule.total < 1:
+            raise DeepresError(
+                f"--epochs {r.epochs:g}: less than one step ({self.loader.steps_per_epoch} steps of {r.batch_size} "
+                "images make an epoch)"
+            )
         self.ema = None
         if r.ema_decay:
             from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
