@@ -156,6 +156,7 @@ BAD_INPUT = [
     ("--recipe a binary file", lambda t: ["train", "--recipe", file(t, "r.toml", b"\xff\xfe\x00\x81")], ["--recipe", "r.toml: not a text file"]),
     ("--data ~nosuchuser", lambda t: ["train", "--data", "~nosuchuser9/x", *QUICK], ["~nosuchuser9/x: no such user's home folder"]),
     ("--epochs under a step", lambda t: ["train", "--data", make_folder(t / "p", per_class=4), "--batch-size", "4", "--val-split", "0", "--epochs", "0.01"], ["--epochs 0.01: less than one step (2 steps of 4 images"]),
+    ("--model-options of a wrong type", lambda t: ["train", *QUICK, "--model-options", "widths=abc"], ["model 'resnet20': option widths='abc' is not a tuple of whole numbers"]),
     ("--init-weights a folder", lambda t: ["train", *QUICK, "--init-weights", t], ["a folder, not a weights file"]),
 ]  # fmt: skip
 
@@ -355,3 +356,29 @@ def test_one_line_even_for_a_multi_line_reason(capsys):
     args = cli.build_parser().parse_args(["models"])
     assert cli.fail(args, "first line\nsecond line", 2) == 2
     assert capsys.readouterr().err == "deepres models: error: first line second line\n"
+
+
+def test_onnx_export_without_onnx_names_the_extra(monkeypatch, tmp_path, capsys):
+    monkeypatch.setitem(sys.modules, "onnx", None)  # as on `pip install -e .`
+    assert main(["export", "resnet20", "--out", str(tmp_path / "r.onnx")]) == 2
+    assert "ONNX export needs the onnx package: pip install 'deepres[export]'" in capsys.readouterr().err
+    assert not (tmp_path / "r.onnx").exists()
+
+
+def test_ctrl_c_while_streaming_stops_the_run_not_its_workers(tmp_path):
+    """A terminal's Ctrl-C reaches the whole process group, DataLoader workers included: the run
+    stops at a step with a checkpoint, as in memory, instead of failing on a dead worker."""
+    root = make_folder(tmp_path / "mixed", sizes=((32, 32), (40, 48)), per_class=400)  # streamed: mixed sizes
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "deepres.cli", "train", "--data", str(root), "--crop", "32", "--val-split", "0",
+           "--batch-size", "8", "--epochs", "3", "--workers", "2", "--out", str(out)]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    t0 = time.time()
+    while not (out / "log.txt").exists() and time.time() - t0 < 120:
+        time.sleep(0.1)
+    time.sleep(2.0)  # workers up and decoding
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGINT, err
+    assert "Traceback" not in err and err.strip().count("\n") == 0 and "resume with" in err, err
+    assert (out / "last.pt").is_file()

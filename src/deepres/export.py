@@ -35,7 +35,11 @@ class Normalized(nn.Module):
 
 def onnx_bytes(model: nn.Module, example: Tensor) -> bytes:
     """The model as an ONNX graph (opset 17, dynamic batch size), via the TorchScript-based exporter,
-    which needs no extra packages and gives ONNX Runtime a plain, fully folded graph."""
+    which needs only the onnx package (not onnxscript) and gives ONNX Runtime a plain, fully folded graph."""
+    try:
+        import onnx  # noqa: F401  (torch's exporter needs it)
+    except ImportError:
+        raise DeepresError("ONNX export needs the onnx package: pip install 'deepres[export]'") from None
     buf = io.BytesIO()
     torch.onnx.export(
         model.eval(),

@@ -92,7 +92,7 @@ def _resize_short(im: Image.Image, short: int) -> Image.Image:
 
 
 def _as_array(im: Image.Image) -> np.ndarray:
-    a = np.asarray(im, dtype=np.uint8)
+    a = np.array(im, dtype=np.uint8)  # a writable copy: torch.from_numpy warns on PIL's read-only view
     return a[..., None] if a.ndim == 2 else a
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -160,12 +161,31 @@ def model_spec(name: str, num_classes: int | None = None, in_chans: int | None =
     if in_chans is not None:
         options["in_chans"] = in_chans
     for key in ("layers", "widths"):
-        if key in options:
+        if key in options and isinstance(options[key], (list, tuple)):
             options[key] = tuple(options[key])
+    hints = typing.get_type_hints(type(spec))
+    for key, value in options.items():
+        if not _fits(value, hints[key]):
+            raise ConfigError(f"model {name!r}: option {key}={value!r} is not a {_type_name(hints[key])}")
     try:
         return dataclasses.replace(spec, **options)
     except (TypeError, ValueError) as e:
         raise ConfigError(f"model {name!r}: {e}") from None
+
+
+def _fits(value: object, hint: object) -> bool:
+    """Whether an option's value has its spec field's type (bool, int, float, str, tuple[int, ...])."""
+    if typing.get_origin(hint) is tuple:
+        return isinstance(value, tuple) and all(_fits(v, typing.get_args(hint)[0]) for v in value)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, hint) if isinstance(hint, type) else True
+
+
+def _type_name(hint: object) -> str:
+    return "tuple of whole numbers" if typing.get_origin(hint) is tuple else getattr(hint, "__name__", str(hint))
 
 
 BUILDERS: dict[type, Callable[[Spec], nn.Module]] = {ResNetSpec: ResNet, VGGSpec: VGG}
