@@ -1,12 +1,19 @@
-"""Shared fixtures: the real CIFAR-10 archive from ../shared/data, decoded once per session."""
+"""Shared fixtures and helpers: the real CIFAR-10 archives from ../shared/data (decoded once per
+session), small real datasets written as files, and a real `deepres` process."""
 
 import http.server
+import json
 import os
+import pickle
 import sys
 import threading
+import time
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
+from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 CIFAR_ARCHIVE = ROOT.parent / "shared" / "data" / "cifar10-jpeg.tar.xz"  # JPEG q75: image-folder paths
@@ -72,3 +79,83 @@ def loopback_server(tmp_path):
     thread.start()
     yield www, f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
+
+
+# --- real data in small files, and helpers the test modules share ---------------------------------------
+def write_cifar10_pickles(root, images, labels, test_images, test_labels, classes):
+    """The official cifar-10-batches-py layout: five data batches, a test batch, batches.meta."""
+    root.mkdir(parents=True)
+    flat = lambda x: x.transpose(0, 3, 1, 2).reshape(len(x), -1)
+    for i, (xs, ys) in enumerate(zip(np.array_split(images, 5), np.array_split(labels, 5), strict=False), 1):
+        with open(root / f"data_batch_{i}", "wb") as f:
+            pickle.dump({b"batch_label": b"x", b"labels": ys.tolist(), b"data": flat(xs)}, f, protocol=2)
+    with open(root / "test_batch", "wb") as f:
+        pickle.dump({b"labels": test_labels.tolist(), b"data": flat(test_images)}, f, protocol=2)
+    with open(root / "batches.meta", "wb") as f:
+        pickle.dump({b"label_names": [c.encode() for c in classes]}, f, protocol=2)
+    return root
+
+
+def idx_bytes(array: np.ndarray) -> bytes:
+    header = bytes([0, 0, 8, array.ndim]) + b"".join(d.to_bytes(4, "big") for d in array.shape)
+    return header + array.astype(np.uint8).tobytes()
+
+
+def make_folder(root, sizes=((32, 32),), per_class=3, classes=("cat", "dog"), splits=("train", "test"), fmt="PNG"):
+    rng = np.random.default_rng(0)
+    for split in splits:
+        for c in classes:
+            d = root / split / c
+            d.mkdir(parents=True)
+            for i in range(per_class):
+                w, h = sizes[i % len(sizes)]
+                Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(d / f"{i}.{fmt.lower()}", fmt)
+    return root
+
+
+# A small real-data run: 640 training images (128 held out for validation), batches of 64.
+TINY = ["--recipe", "cifar-fast", "--val-split", "128", "--batch-size", "64", "--epochs", "3", "--warmup", "1",
+        "--eval-batch-size", "128"]  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def tiny_cifar(cifar10, tmp_path_factory):
+    tr, te = cifar10.splits["train"], cifar10.splits["test"]
+    root = tmp_path_factory.mktemp("tiny") / "cifar-10-batches-py"
+    i, j = stratified(tr.labels, 64), stratified(te.labels, 20)  # 64 / 20 images of every class
+    return write_cifar10_pickles(root, tr.images[i], tr.labels[i], te.images[j], te.labels[j], cifar10.classes)
+
+
+def stratified(labels, k):
+    return np.concatenate([np.flatnonzero(labels == c)[:k] for c in range(10)])
+
+
+def train_cmd(data, out, *extra):
+    return [sys.executable, "-m", "deepres.cli", "train", *TINY, "--data", str(data), "--out", str(out), *extra]
+
+
+def final_weights(run):
+    from deepres.train.checkpoint import load_checkpoint
+
+    return load_checkpoint(run / "last.pt")["model"]
+
+
+def assert_same_run(a, b):
+    wa, wb = final_weights(a), final_weights(b)
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        assert torch.equal(wa[k], wb[k]), f"{k} differs"
+    drop = {"seconds", "elapsed", "images_per_second"}
+    rows = lambda r: [{k: v for k, v in json.loads(x).items() if k not in drop}
+                      for x in (r / "metrics.jsonl").read_text().splitlines()]  # fmt: skip
+    assert rows(a) == rows(b)
+    ta, tb = (json.loads((r / "test.json").read_text())["test"] for r in (a, b))
+    assert ta["top1_error"] == tb["top1_error"] and ta["loss"] == tb["loss"]
+
+
+def wait_for(predicate, timeout=120):
+    t0 = time.time()
+    while not predicate():
+        if time.time() - t0 > timeout:
+            raise TimeoutError
+        time.sleep(0.05)

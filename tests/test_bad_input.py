@@ -18,9 +18,8 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import run_cli
+from conftest import idx_bytes, make_folder, run_cli, write_cifar10_pickles
 from deepres.cli import main
-from test_data import idx_bytes, make_folder, write_cifar10_pickles
 
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 QUICK = ["--epochs", "1", "--batch-size", "4", "--val-split", "0"]

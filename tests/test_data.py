@@ -12,9 +12,8 @@ import zipfile
 
 import numpy as np
 import pytest
-from PIL import Image
 
-from conftest import FASHION_DIR, run_cli
+from conftest import FASHION_DIR, idx_bytes, make_folder, run_cli, write_cifar10_pickles
 from deepres.data import FileSet, ImageSet, load_dataset, stratified_split
 from deepres.data.cifar import download_and_extract
 from deepres.errors import DeepresError
@@ -83,20 +82,6 @@ def test_stratified_split_is_seeded_and_proportional(cifar10):
 
 
 # --- CIFAR pickles -----------------------------------------------------------------------------------
-def write_cifar10_pickles(root, images, labels, test_images, test_labels, classes):
-    """The official cifar-10-batches-py layout: five data batches, a test batch, batches.meta."""
-    root.mkdir(parents=True)
-    flat = lambda x: x.transpose(0, 3, 1, 2).reshape(len(x), -1)
-    for i, (xs, ys) in enumerate(zip(np.array_split(images, 5), np.array_split(labels, 5), strict=False), 1):
-        with open(root / f"data_batch_{i}", "wb") as f:
-            pickle.dump({b"batch_label": b"x", b"labels": ys.tolist(), b"data": flat(xs)}, f, protocol=2)
-    with open(root / "test_batch", "wb") as f:
-        pickle.dump({b"labels": test_labels.tolist(), b"data": flat(test_images)}, f, protocol=2)
-    with open(root / "batches.meta", "wb") as f:
-        pickle.dump({b"label_names": [c.encode() for c in classes]}, f, protocol=2)
-    return root
-
-
 @pytest.fixture
 def small_cifar(cifar10, tmp_path):
     tr, te = cifar10.splits["train"], cifar10.splits["test"]
@@ -159,11 +144,6 @@ def test_corrupt_cifar_pickle(small_cifar):
 
 
 # --- IDX ---------------------------------------------------------------------------------------------
-def idx_bytes(array: np.ndarray) -> bytes:
-    header = bytes([0, 0, 8, array.ndim]) + b"".join(d.to_bytes(4, "big") for d in array.shape)
-    return header + array.astype(np.uint8).tobytes()
-
-
 @pytest.fixture
 def idx_dir(tmp_path):
     rng = np.random.default_rng(0)
@@ -209,18 +189,6 @@ def test_real_fashion_mnist():
 
 
 # --- image folders -------------------------------------------------------------------------------------
-def make_folder(root, sizes=((32, 32),), per_class=3, classes=("cat", "dog"), splits=("train", "test"), fmt="PNG"):
-    rng = np.random.default_rng(0)
-    for split in splits:
-        for c in classes:
-            d = root / split / c
-            d.mkdir(parents=True)
-            for i in range(per_class):
-                w, h = sizes[i % len(sizes)]
-                Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(d / f"{i}.{fmt.lower()}", fmt)
-    return root
-
-
 def test_image_folder_in_memory(tmp_path):
     root = make_folder(tmp_path / "pets")
     b = load_dataset(root)
@@ -378,5 +346,7 @@ def test_download_command_and_named_dataset(small_cifar, loopback_server, tmp_pa
         assert len(load_dataset("cifar10").splits["test"]) == 100  # the named dataset now finds it
     finally:
         os.environ["DEEPRES_DATA"] = old
-    bad = run_cli("download", "cifar10", "--url", f"{url}/missing.tar.gz", "--md5", "0" * 32, "--dir", data)
+    again = run_cli("download", "cifar10", "--url", f"{url}/missing.tar.gz", "--md5", "0" * 32, "--dir", data)
+    assert again.returncode == 0 and again.stdout.strip() == str(data / "cifar-10-batches-py")  # there: no fetch
+    bad = run_cli("download", "cifar10", "--url", f"{url}/missing.tar.gz", "--md5", "0" * 32, "--dir", tmp_path / "d2")
     assert bad.returncode == 2 and "404" in bad.stderr and "Traceback" not in bad.stderr

@@ -9,9 +9,8 @@ import time
 
 import pytest
 
-from conftest import run_cli
+from conftest import TINY, assert_same_run, run_cli, wait_for
 from deepres.train.checkpoint import load_checkpoint
-from test_robust import TINY, assert_same_run, tiny_cifar, wait_for  # noqa: F401  (fixture)
 
 SHORT = [*TINY, "--precision", "fp32", "--sync-bn", "true", "--lr", "0.02"]
 

@@ -8,8 +8,7 @@ import tarfile
 import pytest
 import torch
 
-from conftest import CIFAR_ARCHIVE, run_cli
-from test_data import idx_bytes, make_folder
+from conftest import CIFAR_ARCHIVE, idx_bytes, make_folder, run_cli
 
 
 def assert_one_line_error(result, *fragments):
@@ -82,8 +81,8 @@ def test_empty_class_folder(tmp_path, out):
     (["--recipe", "cifar-slow"], "unknown recipe 'cifar-slow'"),
     (["--set", "learning_rate=0.1"], "unknown recipe field 'learning_rate'"),
     (["--batch-size", "12.5"], "--batch-size '12.5': expected a int"),
-    (["--batch-size", "0"], "batch_size=0: expected a positive number"),
-    (["--label-smoothing", "1.5"], "label_smoothing, ema_decay and momentum must be in [0, 1)"),
+    (["--batch-size", "0"], "batch_size=0: expected a number >= 1"),
+    (["--label-smoothing", "1.5"], "label_smoothing=1.5: expected a number in [0, 1)"),
     (["--precision", "fp8"], "precision='fp8': expected one of auto, bf16, fp32"),
     (["--model-options", "shortcut=D"], "unknown shortcut 'D'"),
     (["--batch-size", "100000"], "--batch-size 100000 is larger than the training set"),

@@ -72,7 +72,9 @@ def test_set_takes_any_field_as_toml():
         (["--channels-last", "maybe"], "--channels-last 'maybe': expected a bool"),
         (["--set", "colour=1"], "unknown recipe field 'colour'"),
         (["--optimizer", "lion"], "optimizer='lion': expected one of sgd, adamw"),
-        (["--lr", "-1"], "lr=-1.0: expected a value >= 0"),
+        (["--lr", "-1"], "lr=-1.0: expected a number > 0"),
+        (["--momentum", "1"], "momentum=1.0: expected a number in [0, 1)"),
+        (["--gamma", "0"], "gamma=0.0: expected a number > 0"),
     ],
 )
 def test_bad_overrides_are_one_line_errors(args, message):
@@ -130,3 +132,33 @@ def test_onecycle_cosine_and_plateau():
     for err in (50, 40, 41, 42):
         plat.observe_val_error(err)
     assert plat.lr(0) == pytest.approx(0.01)
+
+
+def test_every_field_describes_itself_once():
+    """Help, choices or bounds and role live in the field's declaration; the command line's flags,
+    validation, the pipeline and the machine fields derive from it."""
+    from deepres.data.pipeline import Pipeline
+    from deepres.train.recipe import MACHINE_FIELDS, Recipe
+
+    fields = Recipe.fields()
+    assert all(f.metadata["help"] for f in fields.values())
+    assert set(MACHINE_FIELDS) == {"precision", "threads", "checkpoint_every", "eval_batch_size", "workers"}
+    help_text = run_cli("train", "--help").stdout
+    flags = [n for n in fields if n not in ("name", "description", "model_overrides")]
+    for name in flags:  # every flag has its help line, with its choices or range where it has one
+        assert f"--{name.replace('_', '-')} VALUE" in help_text, name
+    assert "one of auto, bf16, fp32" in help_text and "a number in [0, 1)" in help_text
+    recipe = load_recipe("imagenet-quarter")
+    p = Pipeline.from_settings(recipe)
+    assert (p.crop, p.scale_min, p.augment, p.lighting) == (
+        recipe.crop,
+        recipe.scale_min,
+        recipe.augment,
+        recipe.lighting,
+    )
+
+
+def test_one_length_per_run():
+    r = load_recipe("cifar-paper")
+    assert (r.replace(epochs=3).epochs, r.replace(epochs=3).iterations) == (3.0, 0)
+    assert r.replace(epochs=3).replace(iterations=10).epochs == 0.0

@@ -8,50 +8,11 @@ import subprocess
 import sys
 import time
 
-import numpy as np
 import pytest
 import torch
 
-from conftest import run_cli
+from conftest import TINY, assert_same_run, final_weights, run_cli, train_cmd, wait_for
 from deepres.train.checkpoint import load_checkpoint
-from test_data import write_cifar10_pickles
-
-# A small real-data run: 640 training images (128 held out for validation), batches of 64.
-TINY = ["--recipe", "cifar-fast", "--val-split", "128", "--batch-size", "64", "--epochs", "3", "--warmup", "1",
-        "--eval-batch-size", "128"]  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def tiny_cifar(cifar10, tmp_path_factory):
-    tr, te = cifar10.splits["train"], cifar10.splits["test"]
-    root = tmp_path_factory.mktemp("tiny") / "cifar-10-batches-py"
-    i, j = stratified(tr.labels, 64), stratified(te.labels, 20)  # 64 / 20 images of every class
-    return write_cifar10_pickles(root, tr.images[i], tr.labels[i], te.images[j], te.labels[j], cifar10.classes)
-
-
-def stratified(labels, k):
-    return np.concatenate([np.flatnonzero(labels == c)[:k] for c in range(10)])
-
-
-def train_cmd(data, out, *extra):
-    return [sys.executable, "-m", "deepres.cli", "train", *TINY, "--data", str(data), "--out", str(out), *extra]
-
-
-def final_weights(run):
-    return load_checkpoint(run / "last.pt")["model"]
-
-
-def assert_same_run(a, b):
-    wa, wb = final_weights(a), final_weights(b)
-    assert wa.keys() == wb.keys()
-    for k in wa:
-        assert torch.equal(wa[k], wb[k]), f"{k} differs"
-    drop = {"seconds", "elapsed", "images_per_second"}
-    rows = lambda r: [{k: v for k, v in json.loads(x).items() if k not in drop}
-                      for x in (r / "metrics.jsonl").read_text().splitlines()]  # fmt: skip
-    assert rows(a) == rows(b)
-    ta, tb = (json.loads((r / "test.json").read_text())["test"] for r in (a, b))
-    assert ta["top1_error"] == tb["top1_error"] and ta["loss"] == tb["loss"]
 
 
 @pytest.fixture(scope="module")
@@ -64,14 +25,6 @@ def reference_runs(tiny_cifar, tmp_path_factory):
         assert done.returncode == 0, done.stderr[-2000:]
         runs[precision] = out
     return runs
-
-
-def wait_for(predicate, timeout=120):
-    t0 = time.time()
-    while not predicate():
-        if time.time() - t0 > timeout:
-            raise TimeoutError
-        time.sleep(0.05)
 
 
 @pytest.mark.parametrize("precision, sig", [("fp32", signal.SIGINT), ("bf16", signal.SIGTERM)])

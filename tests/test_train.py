@@ -2,6 +2,7 @@
 predict and plot from its run directory, all through the command line."""
 
 import json
+import os
 import tomllib
 
 import numpy as np
@@ -10,9 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import run_cli
-from test_data import write_cifar10_pickles
-from test_robust import stratified
+from conftest import run_cli, stratified, write_cifar10_pickles
 
 
 @pytest.fixture(scope="module")
@@ -179,3 +178,34 @@ def test_streamed_image_folder_trains(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     test = json.loads((tmp_path / "run" / "test.json").read_text())["test"]
     assert test["split"] == "val" and test["n"] == 16
+
+
+# The code the paper-schedule runs still in flight started with: whatever is restructured since, the
+# in-memory training path must compute exactly what it computed then, so that they resume unchanged.
+RUNS_IN_FLIGHT_BEGAN_WITH = "f31e441d4d4619d8164f4f1cee610d61163ae926"
+
+
+def test_training_numerics_unchanged_since_the_runs_in_flight_began(tiny_cifar, tmp_path):
+    """The same short run (the paper's recipe, both lr drops) by that commit's code and by this one,
+    side by side on this machine: the same weights, bit for bit."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT, final_weights
+
+    old = tmp_path / "old"
+    old.mkdir()
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", RUNS_IN_FLIGHT_BEGAN_WITH, "src"],
+                             capture_output=True)  # fmt: skip
+    if archive.returncode != 0:
+        pytest.skip(f"no git history holding {RUNS_IN_FLIGHT_BEGAN_WITH[:7]} (a shallow clone or an sdist)")
+    subprocess.run(["tar", "-x", "-C", str(old)], input=archive.stdout, check=True)
+    args = ["train", "--recipe", "cifar-paper", "--data", str(tiny_cifar), "--val-split", "128", "--batch-size", "64"]
+    args += ["--iterations", "20", "--milestones", "8,14", "--eval-batch-size", "128", "--precision", "fp32"]
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    for code, out in ((old / "src", tmp_path / "then"), (ROOT / "src", tmp_path / "now")):
+        done = subprocess.run([sys.executable, "-m", "deepres.cli", *args, "--out", str(out)], capture_output=True,
+                              text=True, env={**env, "PYTHONPATH": str(code)})  # fmt: skip
+        assert done.returncode == 0, done.stderr[-1500:]
+    then, now = final_weights(tmp_path / "then"), final_weights(tmp_path / "now")
+    assert then.keys() == now.keys() and all(torch.equal(then[k], now[k]) for k in then)

@@ -4,14 +4,13 @@ printed as one line (``--debug`` shows the traceback); tracebacks are for bugs."
 from __future__ import annotations
 
 import argparse
-import ast
 import io
 import os
 import sys
 import traceback
 
+from .choices import PRECISIONS
 from .errors import DeepresError
-from .hardware import PRECISIONS
 from .tables import FORMATS, render
 
 
@@ -31,20 +30,6 @@ def count(raw: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
     return value
-
-
-def parse_options(pairs: list[str] | None, flag: str = "--option") -> dict:
-    """``key=value`` pairs; values are Python literals (numbers, booleans, tuples) or strings."""
-    options = {}
-    for pair in pairs or []:
-        key, sep, raw = pair.partition("=")
-        if not sep or not key:
-            raise DeepresError(f"{flag} {pair!r}: expected KEY=VALUE")
-        try:
-            options[key.strip()] = ast.literal_eval(raw)
-        except (ValueError, SyntaxError):
-            options[key.strip()] = raw
-    return options
 
 
 # --- models / summary ------------------------------------------------------------------------------
@@ -74,6 +59,7 @@ def _expand_names(patterns: list[str]) -> list[str]:
 def cmd_summary(args: argparse.Namespace) -> int:
     from .analysis.complexity import summary_rows
     from .models.registry import models_with_paper_figures
+    from .train.recipe import parse_options
 
     names = _expand_names(args.names) if args.names else models_with_paper_figures()
     rows = summary_rows(names, args.input_size, **parse_options(args.option))
@@ -82,25 +68,21 @@ def cmd_summary(args: argparse.Namespace) -> int:
 
 
 # --- train / recipe -----------------------------------------------------------------------------------
-RECIPE_FLAG_EXCLUDE = {"name", "description", "model_overrides"}
-RECIPE_HELP = {
-    "model": "network name (see `deepres models`)",
-    "data": "dataset: cifar10-sample, cifar10, cifar100, fashion-mnist, mnist, or a folder/archive",
-    "epochs": "training length in epochs (sets iterations to 0)",
-    "iterations": "training length in iterations (sets epochs to 0)",
-    "model_options": "spec options, e.g. shortcut=B,zero_init_residual=True",
-    "milestones": "comma-separated, e.g. 32000,48000",
-}
+RECIPE_FLAG_EXCLUDE = {"name", "description", "model_overrides"}  # set through --set or a recipe file
 
 
 def add_recipe_flags(p: argparse.ArgumentParser) -> None:
-    from .train.recipe import Recipe
+    from .train.recipe import Recipe, describe_range
 
     g = p.add_argument_group("recipe fields (override the recipe's value)")
-    for name in Recipe.fields():
+    for name, f in Recipe.fields().items():
         if name not in RECIPE_FLAG_EXCLUDE:
+            allowed = describe_range(f.metadata)
             g.add_argument(
-                f"--{name.replace('_', '-')}", dest=f"recipe_{name}", metavar="VALUE", help=RECIPE_HELP.get(name)
+                f"--{name.replace('_', '-')}",
+                dest=f"recipe_{name}",
+                metavar="VALUE",
+                help=(f.metadata["help"] + (f" ({allowed})" if allowed else "")).replace("%", "%%"),
             )
     g.add_argument(
         "--set",
@@ -128,11 +110,6 @@ def recipe_overrides(args: argparse.Namespace) -> dict:
             changes[key.strip()] = tomllib.loads(f"v = {raw}")["v"]
         except tomllib.TOMLDecodeError:
             changes[key.strip()] = raw  # a bare string
-    # One duration: giving epochs on the command line replaces the recipe's iterations, and back.
-    if "epochs" in changes and "iterations" not in changes:
-        changes["iterations"] = 0
-    if "iterations" in changes and "epochs" not in changes:
-        changes["epochs"] = 0.0
     return changes
 
 
@@ -257,12 +234,10 @@ def cmd_plot(args: argparse.Namespace) -> int:
 def cmd_download(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .data.cifar import CIFAR10_MD5, CIFAR10_URL, CIFAR100_MD5, CIFAR100_URL, download_and_extract
+    from .data.cifar import download_named
     from .data.registry import data_root
 
-    url, md5 = {"cifar10": (CIFAR10_URL, CIFAR10_MD5), "cifar100": (CIFAR100_URL, CIFAR100_MD5)}[args.dataset]
-    root = download_and_extract(args.url or url, args.md5 or md5, Path(args.dir) if args.dir else data_root())
-    print(root)
+    print(download_named(args.dataset, Path(args.dir) if args.dir else data_root(), args.url, args.md5))
     return 0
 
 

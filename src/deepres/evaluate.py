@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .choices import TEST_MODES
 from .data.augment import to_float
 from .data.dataset import FileSet, ImageSet
 from .data.loader import SINGLE, Shard, eval_batches, eval_file_batches
@@ -15,7 +16,6 @@ from .data.pipeline import Pipeline
 from .inference import inference_fn
 
 PAPER_SCALES = (224, 256, 384, 480, 640)
-MODES = ("center", "ten-crop", "multi-scale")
 
 
 def ten_crops(x: Tensor, crop: int) -> list[Tensor]:
@@ -45,8 +45,8 @@ class Evaluator:
         scales: tuple[int, ...] | None = None,
         compile: bool = False,
     ):
-        if mode not in MODES:
-            raise ValueError(f"unknown test mode {mode!r}; expected one of {MODES}")
+        if mode not in TEST_MODES:
+            raise ValueError(f"unknown test mode {mode!r}; expected one of {TEST_MODES}")
         self.pipeline, self.mode, self.flip, self.channels_last = pipeline, mode, flip, channels_last
         size = pipeline.crop or pipeline.image_size[0] or 224
         self.scales = scales or default_scales(size)

@@ -7,8 +7,6 @@ from __future__ import annotations
 import functools
 import os
 
-PRECISIONS = ("auto", "bf16", "fp32")
-
 
 @functools.cache
 def cpu_has_fast_bf16() -> bool:

@@ -14,10 +14,13 @@ from ..errors import DeepresError
 from ..io import atomic_write
 from .archive import safe_extract
 
-CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
-CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
-CIFAR100_URL = "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"
-CIFAR100_MD5 = "eb9058c3a382ffc7106e4002c42a8d85"
+# name: (the official archive, its md5, the folder it extracts to)
+DOWNLOADS = {
+    "cifar10": ("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz", "c58f30108f718f92721af3b95e74349a",
+                "cifar-10-batches-py"),
+    "cifar100": ("https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz", "eb9058c3a382ffc7106e4002c42a8d85",
+                 "cifar-100-python"),
+}  # fmt: skip
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
 # The only globals a CIFAR pickle needs: numpy's array reconstruction, and the bytes constructor
@@ -141,3 +144,12 @@ def download_and_extract(url: str, md5: str, root: Path) -> Path:
     archive = download(url, root / Path(url).name, md5)
     safe_extract(archive, root)
     return root
+
+
+def download_named(name: str, root: Path, url: str | None = None, md5: str | None = None) -> Path:
+    """The folder of the official dataset ``name`` (see DOWNLOADS) under ``root``, fetched (from
+    ``url`` with ``md5``, if given, else the official source) and extracted if not there yet."""
+    official_url, official_md5, folder = DOWNLOADS[name]
+    if not (root / folder).is_dir():
+        download_and_extract(url or official_url, md5 or official_md5, root)
+    return root / folder

@@ -4,13 +4,14 @@ size. It is fitted on the training split and stored in every checkpoint, so ``ev
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..choices import AUGMENTS, NORMALIZATIONS
 from ..errors import ConfigError
 from .augment import (
     color_jitter,
@@ -22,9 +23,6 @@ from .augment import (
     to_float,
 )
 from .dataset import FileSet, ImageSet
-
-AUGMENTS = ("cifar", "imagenet", "flip", "none")
-NORMALIZATIONS = ("pixel-mean", "channel", "none")
 
 
 @dataclass
@@ -52,6 +50,11 @@ class Pipeline:
                 f"imagenet augmentation needs 0 < crop <= scale_min <= scale_max "
                 f"(got crop={self.crop}, scale {self.scale_min}-{self.scale_max})"
             )
+
+    @classmethod
+    def from_settings(cls, settings: object) -> Pipeline:
+        """The pipeline of a recipe (or any object with the same field names): the settings it shares."""
+        return cls(**{f.name: getattr(settings, f.name) for f in fields(cls) if hasattr(settings, f.name)})
 
     # --- fitting and storing ---------------------------------------------------------------------
     def fit(self, train: ImageSet | FileSet, sample: int = 2000, seed: int = 0, origin: str = "the data") -> Pipeline:

@@ -8,15 +8,7 @@ from pathlib import Path
 from ..errors import DeepresError
 from .archive import ARCHIVE_SUFFIXES, is_archive, read_archive, safe_extract
 from .cache import cache_root, content_key, load_cached, save_cached
-from .cifar import (
-    CIFAR10_MD5,
-    CIFAR10_URL,
-    CIFAR100_MD5,
-    CIFAR100_URL,
-    detect_cifar,
-    download_and_extract,
-    load_cifar_pickles,
-)
+from .cifar import DOWNLOADS, detect_cifar, download_named, load_cifar_pickles
 from .dataset import DataBundle, ImageSet
 from .folder import Tree, _NeedsExtraction, load_image_folder
 from .idx import DIGIT_CLASSES, FASHION_CLASSES, IDX_FILES, load_idx_splits
@@ -110,13 +102,8 @@ def _extracted(archive: Path) -> Tree:
 def _load_named(name: str, budget: int, skip_bad: bool) -> DataBundle:
     if name == SAMPLE_NAME:
         return load_sample()
-    if name in ("cifar10", "cifar100"):
-        folder = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}[name]
-        root = data_root()
-        if not (root / folder).is_dir():
-            url, md5 = (CIFAR10_URL, CIFAR10_MD5) if name == "cifar10" else (CIFAR100_URL, CIFAR100_MD5)
-            download_and_extract(url, md5, root)
-        bundle = load_dataset(root / folder, budget, skip_bad)
+    if name in DOWNLOADS:
+        bundle = load_dataset(download_named(name, data_root()), budget, skip_bad)
         bundle.name = name
         return bundle
     candidates = [Path("/usr/share/datasets") / name, data_root() / name]

@@ -16,7 +16,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..train.recipe import MACHINE_FIELDS, Recipe, load_recipe
+from ..train.recipe import Recipe, fields_with_role, load_recipe
 
 
 @dataclass(frozen=True)
@@ -78,8 +78,9 @@ def ensure_run(
 
 
 # Recipe fields that say where and how fast a run went, not what it trained: a run logged with other
-# values of these is the same experiment. (precision: "auto" resolves per machine.)
-HOW_FIELDS = {"description", "data", "compile", "memory_budget_gb", *MACHINE_FIELDS}
+# values of these is the same experiment. The data is compared by its file's name instead (the
+# folder it was read from may differ).
+HOW_FIELDS = {"data", *fields_with_role("how", "machine")}
 
 
 def logged_run(

@@ -1,35 +1,42 @@
 """Recipes are data: a typed, flat dataclass read from TOML, overridable field by field, and stored
-(resolved) in every run directory."""
+(resolved) in every run directory.
+
+Each field describes itself once, here: its help line, its choices or bounds, and its role: whether
+it changes what is trained ("what"), only where and how fast ("how"), or how one segment of a run
+uses the machine at hand, which a resume may change ("machine"). The command line's flags and help,
+validation, the pipeline's settings and the experiments' notion of "the same run" derive from it.
+"""
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import fnmatch
 import math
 import tomllib
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 import tomli_w
 
+from ..choices import AUGMENTS, NAN_POLICIES, NORMALIZATIONS, OPTIMIZERS, PRECISIONS, SCHEDULES, TEST_MODES
 from ..errors import ConfigError
-from ..hardware import PRECISIONS
 
-CHOICES = {
-    "optimizer": ("sgd", "adamw"),
-    "schedule": ("step", "cosine", "onecycle", "plateau", "constant"),
-    "precision": PRECISIONS,
-    "augment": ("cifar", "imagenet", "flip", "none"),
-    "normalize": ("pixel-mean", "channel", "none"),
-    "test_mode": ("center", "ten-crop", "multi-scale"),
-    "nan_policy": ("stop", "skip"),
-}
+ROLES = ("what", "how", "machine")
 
-# Fields that say how one segment of a run uses the machine at hand, not what it trains: a resume
-# (possibly on another machine) may change them.
-MACHINE_FIELDS = ("precision", "threads", "checkpoint_every", "eval_batch_size", "workers")
+
+def knob(default, help: str, *, choices: tuple = (), low: float | None = None, high: float | None = None,
+         low_open: bool = False, high_open: bool = False, role: str = "what"):  # fmt: skip
+    """A recipe field: its default, one help line, its choices or its range [low, high] (an end
+    ``*_open`` excludes its bound) and its role (see the module's docstring)."""
+    assert role in ROLES
+    meta = {"help": help, "choices": choices, "low": low, "high": high, "low_open": low_open,
+            "high_open": high_open, "role": role}  # fmt: skip
+    if isinstance(default, (list, dict)):
+        return dataclasses.field(default_factory=lambda: type(default)(default), metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
 
 
 @dataclass
@@ -37,65 +44,74 @@ class Recipe:
     """Everything a training run depends on. Durations and milestones count iterations when
     ``iterations`` is set, else epochs."""
 
-    name: str = "custom"
-    description: str = ""
+    name: str = knob("custom", "the recipe's name", role="how")
+    description: str = knob("", "what the recipe is, in a sentence", role="how")
     # What to train, on what
-    model: str = "resnet20"
-    model_options: dict = field(default_factory=dict)  # spec options, e.g. {shortcut = "B"}
-    data: str = "cifar10-sample"  # a dataset name, folder or archive
-    val_split: int = 0  # images held out of train for validation (stratified, seeded); 0: the data's own 'val'
-    val_seed: int = 0  # the split's seed: the same held-out images whatever the training seed
-    skip_bad_images: bool = False  # skip (and count) unreadable files instead of stopping
-    memory_budget_gb: float = 0.0  # decoded data kept in memory (0: 40 % of the RAM); beyond it, stream
-    init_weights: str = ""  # start from these weights (a state dict or deepres checkpoint): fine-tuning
-    init_skip_mismatch: bool = False  # keep fresh the layers whose shapes do not fit (a new classifier)
+    model: str = knob("resnet20", "network name (see `deepres models`)")
+    model_options: dict = knob({}, "spec options, e.g. shortcut=B,zero_init_residual=True")
+    data: str = knob(
+        "cifar10-sample", "cifar10-sample, cifar10, cifar100, fashion-mnist, mnist, or a folder or archive"
+    )
+    val_split: int = knob(0, "images held out of train for validation (stratified, seeded); 0: the data's own val",
+                          low=0)  # fmt: skip
+    val_seed: int = knob(0, "the held-out split's seed: the same images whatever the training seed")
+    skip_bad_images: bool = knob(False, "skip (and count) unreadable image files instead of stopping")
+    memory_budget_gb: float = knob(0.0, "decoded data kept in memory (0: 40 % of the RAM); beyond it, streamed",
+                                   low=0, role="how")  # fmt: skip
+    init_weights: str = knob("", "start from these weights (a state dict or deepres checkpoint): fine-tuning")
+    init_skip_mismatch: bool = knob(False, "with init_weights: keep fresh the layers whose shapes do not fit")
     # Preprocessing
-    augment: str = "cifar"
-    pad: int = 4
-    crop: int = 0
-    resize: int = 0
-    scale_min: int = 256
-    scale_max: int = 480
-    jitter: float = 0.0
-    lighting: float = 0.0
-    normalize: str = "pixel-mean"
+    augment: str = knob("cifar", "cifar: pad + crop + flip; imagenet: scale + crop + flip (+ colour); flip; none",
+                        choices=AUGMENTS)  # fmt: skip
+    pad: int = knob(4, "cifar augmentation: zero padding before the random crop", low=0)
+    crop: int = knob(0, "network input side (0: the images' own size)", low=0)
+    resize: int = knob(0, "evaluation: shorter side before the centre crop (0: none)", low=0)
+    scale_min: int = knob(256, "imagenet augmentation: smallest shorter side", low=1)
+    scale_max: int = knob(480, "imagenet augmentation: largest shorter side", low=1)
+    jitter: float = knob(0.0, "colour jitter strength (brightness, contrast, saturation)", low=0)
+    lighting: float = knob(0.0, "PCA lighting noise std (AlexNet)", low=0)
+    normalize: str = knob("pixel-mean", "the paper's per-pixel mean subtraction, or per-channel mean/std",
+                          choices=NORMALIZATIONS)  # fmt: skip
     # Optimisation
-    batch_size: int = 128
-    optimizer: str = "sgd"
-    lr: float = 0.1
-    momentum: float = 0.9
-    nesterov: bool = False
-    weight_decay: float = 1e-4
-    decay_norm_and_bias: bool = True  # the paper decays every parameter
-    label_smoothing: float = 0.0
+    batch_size: int = knob(128, "images per step, over all processes", low=1)
+    optimizer: str = knob("sgd", "optimiser", choices=OPTIMIZERS)
+    lr: float = knob(0.1, "learning rate (the peak of onecycle)", low=0, low_open=True)
+    momentum: float = knob(0.9, "SGD momentum", low=0, high=1, high_open=True)
+    nesterov: bool = knob(False, "Nesterov momentum")
+    weight_decay: float = knob(1e-4, "L2 weight decay", low=0)
+    decay_norm_and_bias: bool = knob(True, "also decay BN scales/shifts and biases (the paper decays every parameter)")
+    label_smoothing: float = knob(0.0, "label smoothing of the cross-entropy", low=0, high=1, high_open=True)
     # Schedule
-    epochs: float = 0.0
-    iterations: int = 0
-    schedule: str = "step"
-    milestones: list = field(default_factory=list)  # step: multiply the lr by gamma at each
-    gamma: float = 0.1
-    warmup: float = 0.0  # linear warm-up length (onecycle: the rise to the peak)
-    warmup_lr: float = 0.0  # with warmup_until_error: this lr until the training error drops below it
-    warmup_until_error: float = 0.0  # as a fraction, e.g. 0.8 (the paper's ResNet-110)
-    plateau_patience: int = 5  # plateau: epochs without a better val error before lr / 10
-    ema_decay: float = 0.0  # exponential moving average of the weights (0: off)
+    epochs: float = knob(0.0, "training length in epochs (sets iterations to 0)", low=0)
+    iterations: int = knob(0, "training length in iterations (sets epochs to 0)", low=0)
+    schedule: str = knob("step", "learning-rate schedule", choices=SCHEDULES)
+    milestones: list = knob([], "step schedule: multiply the lr by gamma at each, e.g. 32000,48000")
+    gamma: float = knob(0.1, "the lr's factor at each milestone (and on a plateau)", low=0, low_open=True)
+    warmup: float = knob(0.0, "linear warm-up length (onecycle: the rise to the peak)", low=0)
+    warmup_lr: float = knob(0.0, "with warmup_until_error: this lr until the training error drops below it", low=0)
+    warmup_until_error: float = knob(0.0, "a fraction, e.g. 0.8: the paper's low-lr start for ResNet-110",
+                                     low=0, high=1, high_open=True)  # fmt: skip
+    plateau_patience: int = knob(5, "plateau schedule: epochs without a better val error before lr / 10", low=1)
+    ema_decay: float = knob(0.0, "exponential moving average of the weights (0: off)", low=0, high=1, high_open=True)
     # Numerics and speed
-    precision: str = "auto"  # auto: bf16 where the hardware has it natively, else fp32
-    channels_last: bool = True
-    compile: bool = False
-    threads: int = 0  # 0: one per core (shared among local processes)
-    workers: int = 2  # decoding processes, for streamed data only
-    seed: int = 0
-    sync_bn: bool = False  # distributed runs: batch statistics over all processes
-    nan_policy: str = "stop"  # a NaN/inf loss stops the run, or the step is skipped
+    precision: str = knob("auto", "auto: bf16 where the hardware has it natively, else fp32", choices=PRECISIONS,
+                          role="machine")  # fmt: skip
+    channels_last: bool = knob(True, "channels-last memory format (faster convolutions on CPU)", role="how")
+    compile: bool = knob(False, "torch.compile the model (pays on long runs only)", role="how")
+    threads: int = knob(0, "threads (0: one per usable core, shared among local processes)", low=0, role="machine")
+    workers: int = knob(2, "decoding processes, for streamed data only", low=0, role="machine")
+    seed: int = knob(0, "seed of every random choice (data order, augmentation, initialisation)")
+    sync_bn: bool = knob(False, "distributed runs: BatchNorm statistics over all processes")
+    nan_policy: str = knob("stop", "a NaN/inf loss stops the run, or its step is skipped", choices=NAN_POLICIES)
     # Evaluation
-    eval_batch_size: int = 500
-    eval_every: int = 1  # epochs between validations
-    test_mode: str = "center"
-    test_flip: bool = False  # also average the scores of the mirrored test images
-    checkpoint_every: float = 0.0  # minutes between mid-epoch checkpoints (0: at epoch ends only)
-    # Per-model adjustments, e.g. the paper's ResNet-110 warm-up: {resnet110 = {warmup_lr = 0.01}}
-    model_overrides: dict = field(default_factory=dict)
+    eval_batch_size: int = knob(500, "images per evaluation batch", low=1, role="machine")
+    eval_every: int = knob(1, "epochs between validations", low=1)
+    test_mode: str = knob("center", "the final test: centre crop, 10 crops or the paper's 5 scales",
+                          choices=TEST_MODES)  # fmt: skip
+    test_flip: bool = knob(False, "the final test also averages the mirrored images' scores")
+    checkpoint_every: float = knob(0.0, "minutes between mid-epoch checkpoints (0: at epoch ends only)", low=0,
+                                   role="machine")  # fmt: skip
+    model_overrides: dict = knob({}, "per-model changes, e.g. {resnet110 = {warmup_lr = 0.01}}")
 
     # --- construction ------------------------------------------------------------------------------
     @classmethod
@@ -111,18 +127,22 @@ class Recipe:
         return cls(**{k: coerce(k, v, origin) for k, v in values.items()})
 
     def replace(self, origin: str = "override", **changes) -> Recipe:
+        """The recipe with ``changes``; a run has one length, so setting epochs clears iterations
+        and back (unless both are given)."""
+        if "epochs" in changes and "iterations" not in changes:
+            changes["iterations"] = 0
+        if "iterations" in changes and "epochs" not in changes:
+            changes["epochs"] = 0.0
         return dataclasses.replace(self, **{k: coerce(k, v, origin) for k, v in changes.items()})
 
     def resolved(self) -> Recipe:
-        """The recipe with its ``model_overrides`` for this model applied, and checked."""
+        """The recipe with its ``model_overrides`` for this model applied, and checked. Precision
+        "auto" stays as asked: each run segment resolves it for the machine it runs on."""
         recipe = self
         for pattern, changes in self.model_overrides.items():
             if fnmatch.fnmatch(self.model, pattern):
                 recipe = recipe.replace(f"model_overrides.{pattern}", **changes)
         recipe.validate()
-        # precision "auto" stays as asked: each run segment resolves it for the machine it runs on
-        # (a resume on a CPU without native bf16 must not crawl at emulated speed), and the trainer
-        # logs what each epoch used.
         return recipe
 
     def fit_warmup(self) -> tuple[Recipe, str]:
@@ -139,44 +159,10 @@ class Recipe:
         return dataclasses.replace(self, warmup=warmup), note
 
     def validate(self) -> None:
-        for name, choices in CHOICES.items():
-            if getattr(self, name) not in choices:
-                raise ConfigError(f"{name}={getattr(self, name)!r}: expected one of {', '.join(choices)}")
-        positive = ["batch_size", "eval_batch_size", "eval_every"]
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name}={getattr(self, name)}: expected a positive number")
-        for name in [
-            "lr",
-            "weight_decay",
-            "momentum",
-            "epochs",
-            "iterations",
-            "warmup",
-            "label_smoothing",
-            "jitter",
-            "lighting",
-            "val_split",
-            "pad",
-            "crop",
-            "resize",
-            "workers",
-            "threads",
-            "ema_decay",
-            "warmup_lr",
-            "checkpoint_every",
-            "memory_budget_gb",
-        ]:
-            if getattr(self, name) < 0:
-                raise ConfigError(f"{name}={getattr(self, name)}: expected a value >= 0")
-        if self.lr <= 0 or self.gamma <= 0:
-            raise ConfigError(f"lr={self.lr}, gamma={self.gamma}: expected values > 0")
+        for name, f in self.fields().items():
+            check_value(name, getattr(self, name), f.metadata)
         if not (self.epochs > 0) ^ (self.iterations > 0):
             raise ConfigError("set exactly one of epochs and iterations (the other 0)")
-        if not 0 <= self.label_smoothing < 1 or not 0 <= self.ema_decay < 1 or not 0 <= self.momentum < 1:
-            raise ConfigError("label_smoothing, ema_decay and momentum must be in [0, 1)")
-        if not 0 <= self.warmup_until_error < 1:
-            raise ConfigError(f"warmup_until_error={self.warmup_until_error}: expected a fraction in [0, 1)")
         if self.warmup_until_error and not self.warmup_lr:
             raise ConfigError("warmup_until_error needs a warmup_lr")
         if any(not isinstance(m, (int, float)) or m < 0 for m in self.milestones):
@@ -190,15 +176,43 @@ class Recipe:
         return tomli_w.dumps(self.to_dict())
 
 
+def fields_with_role(*roles: str) -> tuple[str, ...]:
+    return tuple(n for n, f in Recipe.fields().items() if f.metadata["role"] in roles)
+
+
+# Fields a resume may change: how one segment of a run uses the machine it runs on.
+MACHINE_FIELDS = fields_with_role("machine")
+
+
+def describe_range(meta: dict) -> str:
+    """'one of a, b', 'a number >= 0', 'a number in [0, 1)', or '' where anything goes."""
+    if meta["choices"]:
+        return "one of " + ", ".join(meta["choices"])
+    low, high = meta["low"], meta["high"]
+    if low is not None and high is not None:
+        return f"a number in {'(' if meta['low_open'] else '['}{low:g}, {high:g}{')' if meta['high_open'] else ']'}"
+    if low is not None:
+        return f"a number {'>' if meta['low_open'] else '>='} {low:g}"
+    return ""
+
+
+def check_value(name: str, value: object, meta: dict) -> None:
+    if meta["choices"] and value not in meta["choices"]:
+        raise ConfigError(f"{name}={value!r}: expected {describe_range(meta)}")
+    low, high = meta["low"], meta["high"]
+    below = low is not None and (value <= low if meta["low_open"] else value < low)  # type: ignore[operator]
+    above = high is not None and (value >= high if meta["high_open"] else value > high)  # type: ignore[operator]
+    if below or above:
+        raise ConfigError(f"{name}={value}: expected {describe_range(meta)}")
+
+
 def _type_of(name: str) -> type:
-    hints = typing.get_type_hints(Recipe)
-    return hints[name]
+    return typing.get_type_hints(Recipe)[name]
 
 
 def coerce(name: str, value: object, origin: str) -> object:
     """Check (and convert where lossless) a value for a field; a wrong type is a ConfigError."""
-    fields = Recipe.fields()
-    if name not in fields:
+    if name not in Recipe.fields():
         raise ConfigError(f"{origin}: unknown recipe field {name!r}")
     kind = _type_of(name)
     ok = {
@@ -222,6 +236,20 @@ def coerce(name: str, value: object, origin: str) -> object:
     return value
 
 
+def parse_options(pairs: list[str] | None, flag: str = "--option") -> dict:
+    """``key=value`` pairs; values are Python literals (numbers, booleans, tuples) or strings."""
+    options = {}
+    for pair in pairs or []:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"{flag} {pair!r}: expected KEY=VALUE")
+        try:
+            options[key.strip()] = ast.literal_eval(raw)
+        except (ValueError, SyntaxError):
+            options[key.strip()] = raw
+    return options
+
+
 def parse_field(name: str, raw: str) -> object:
     """A command-line string for a field: 'true'/'false', numbers, 'a,b' lists, 'k=v,k=v' dicts."""
     kind = _type_of(name)
@@ -241,8 +269,6 @@ def parse_field(name: str, raw: str) -> object:
                 float(x) if "." in x or "e" in x.lower() else int(x) for x in raw.strip("[]").split(",") if x.strip()
             ]
         if kind is dict:
-            from ..cli import parse_options
-
             return parse_options([p for p in raw.split(",") if p], flag)
     except ValueError:
         raise ConfigError(f"{flag} {raw!r}: expected a {kind.__name__}") from None

@@ -231,17 +231,7 @@ class Trainer:
         r = self.recipe
         if self.ckpt is not None:
             return Pipeline.from_state(self.ckpt["pipeline"])
-        p = Pipeline(
-            augment=r.augment,
-            pad=r.pad,
-            crop=r.crop,
-            resize=r.resize,
-            scale_min=r.scale_min,
-            scale_max=r.scale_max,
-            jitter=r.jitter,
-            lighting=r.lighting,
-            normalize=r.normalize,
-        )
+        p = Pipeline.from_settings(r)
         return p.fit(self.train_set, seed=r.seed, origin=r.data)
 
     def _init_weights(self, path: str, skip_mismatch: bool) -> None:
