@@ -21,8 +21,8 @@ def draws(n, k=13, seed=0):
     return torch.rand(n, k, generator=torch.Generator().manual_seed(seed))
 
 
-def test_pad_crop_flip_gives_crops_of_the_padded_image(cifar10):
-    x = torch.from_numpy(cifar10.splits["train"].images[:64])
+def test_pad_crop_flip_gives_crops_of_the_padded_image(cifar_sample):
+    x = torch.from_numpy(cifar_sample.splits["train"].images[:64])
     out = pad_crop_flip(x, 4, draws(64))
     assert out.shape == x.shape and out.dtype == torch.uint8
     padded = torch.nn.functional.pad(x, (0, 0, 4, 4, 4, 4))
@@ -36,8 +36,8 @@ def test_pad_crop_flip_gives_crops_of_the_padded_image(cifar10):
         assert found
 
 
-def test_pad_crop_flip_statistics(cifar10):
-    x = torch.from_numpy(cifar10.splits["train"].images[:4096])
+def test_pad_crop_flip_statistics(cifar_sample):
+    x = torch.from_numpy(cifar_sample.splits["train"].images[:4096])
     u = draws(4096)
     out = pad_crop_flip(x, 4, u)
     # Half the images flipped; offsets uniform over 0..8, so the zero border covers on average
@@ -48,8 +48,8 @@ def test_pad_crop_flip_statistics(cifar10):
     assert torch.equal(pad_crop_flip(x[:8], 0, torch.zeros(8, 3) + 0.9), x[:8])  # no pad, no flip: identity
 
 
-def test_augmentation_is_a_function_of_the_draws_and_shards_cleanly(cifar10):
-    x = torch.from_numpy(cifar10.splits["train"].images[:128])
+def test_augmentation_is_a_function_of_the_draws_and_shards_cleanly(cifar_sample):
+    x = torch.from_numpy(cifar_sample.splits["train"].images[:128])
     u = draws(128)
     whole = pad_crop_flip(x, 4, u)
     halves = torch.cat([pad_crop_flip(x[:64], 4, u[:64]), pad_crop_flip(x[64:], 4, u[64:])])
@@ -82,8 +82,8 @@ def test_colour_jitter_and_lighting_keep_shapes_and_vary_per_image():
     assert shift[:, :, 0, 0].std(0).min() > 0
 
 
-def test_pixel_mean_normalisation(cifar10):
-    train = ImageSet(cifar10.splits["train"].images[:5000], cifar10.splits["train"].labels[:5000])
+def test_pixel_mean_normalisation(cifar_sample):
+    train = ImageSet(cifar_sample.splits["train"].images[:5000], cifar_sample.splits["train"].labels[:5000])
     p = Pipeline(normalize="pixel-mean").fit(train)
     assert p.mean.shape == (3, 32, 32) and p.std is None
     batch = p.eval_batch(torch.from_numpy(train.images))
@@ -94,17 +94,19 @@ def test_pixel_mean_normalisation(cifar10):
     assert torch.allclose(b.std((0, 2, 3)), torch.ones(3), atol=1e-3)
 
 
-def test_pipeline_round_trips_through_its_state(cifar10):
-    p = Pipeline(normalize="pixel-mean").fit(ImageSet(cifar10.splits["test"].images, cifar10.splits["test"].labels))
+def test_pipeline_round_trips_through_its_state(cifar_sample):
+    p = Pipeline(normalize="pixel-mean").fit(
+        ImageSet(cifar_sample.splits["test"].images, cifar_sample.splits["test"].labels)
+    )
     q = Pipeline.from_state(p.state())
-    x = torch.from_numpy(cifar10.splits["test"].images[:32])
+    x = torch.from_numpy(cifar_sample.splits["test"].images[:32])
     u = draws(32)
     assert torch.equal(p.train_batch(x, u), q.train_batch(x, u))
     assert q.image_size == (32, 32)
 
 
-def test_image_to_batch_resizes_to_the_training_size(cifar10):
-    p = Pipeline().fit(ImageSet(cifar10.splits["test"].images, cifar10.splits["test"].labels))
+def test_image_to_batch_resizes_to_the_training_size(cifar_sample):
+    p = Pipeline().fit(ImageSet(cifar_sample.splits["test"].images, cifar_sample.splits["test"].labels))
     assert p.image_to_batch(np.zeros((100, 80, 3), np.uint8)).shape == (1, 3, 32, 32)
     q = Pipeline(augment="imagenet", crop=224, resize=256, normalize="none")
     assert q.image_to_batch(np.zeros((300, 400, 3), np.uint8)).shape == (1, 3, 224, 224)

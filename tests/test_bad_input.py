@@ -18,7 +18,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import idx_bytes, make_folder, run_cli, write_cifar10_pickles
+from conftest import idx_bytes, make_folder, missing, run_cli, write_cifar10_pickles
 from deepres.cli import main
 
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
@@ -334,7 +334,7 @@ def test_read_only_places(tmp_path):
     ro = tmp_path / "ro"
     ro.mkdir()
     if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(ro)], capture_output=True).returncode:
-        pytest.skip("cannot mount a read-only tmpfs here (needs root)")
+        missing("cannot mount a read-only tmpfs here (needs root)")
     try:
         pets = make_folder(tmp_path / "pets", per_class=4)
         result = run_cli("train", "--data", pets, *QUICK, "--out", ro / "run")

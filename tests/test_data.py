@@ -13,7 +13,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from conftest import FASHION_DIR, idx_bytes, make_folder, run_cli, write_cifar10_pickles
+from conftest import FASHION_DIR, idx_bytes, make_folder, missing, run_cli, write_cifar10_pickles
 from deepres.data import FileSet, ImageSet, load_dataset, stratified_split
 from deepres.data.cifar import download_and_extract
 from deepres.errors import DeepresError
@@ -83,23 +83,23 @@ def test_stratified_split_is_seeded_and_proportional(cifar10):
 
 # --- CIFAR pickles -----------------------------------------------------------------------------------
 @pytest.fixture
-def small_cifar(cifar10, tmp_path):
-    tr, te = cifar10.splits["train"], cifar10.splits["test"]
+def small_cifar(cifar_sample, tmp_path):
+    tr, te = cifar_sample.splits["train"], cifar_sample.splits["test"]
     return write_cifar10_pickles(
         tmp_path / "cifar-10-batches-py",
         tr.images[:500],
         tr.labels[:500],
         te.images[:100],
         te.labels[:100],
-        cifar10.classes,
+        cifar_sample.classes,
     )
 
 
-def test_cifar10_pickles(small_cifar, cifar10):
+def test_cifar10_pickles(small_cifar, cifar_sample):
     b = load_dataset(small_cifar)
-    assert b.classes == cifar10.classes
-    assert np.array_equal(b.splits["train"].images, cifar10.splits["train"].images[:500])
-    assert np.array_equal(b.splits["test"].labels, cifar10.splits["test"].labels[:100])
+    assert b.classes == cifar_sample.classes
+    assert np.array_equal(b.splits["train"].images, cifar_sample.splits["train"].images[:500])
+    assert np.array_equal(b.splits["test"].labels, cifar_sample.splits["test"].labels[:100])
 
 
 def test_cifar100_pickles(tmp_path):
@@ -177,8 +177,9 @@ def test_idx_wrong_length(idx_dir):
         load_dataset(idx_dir)
 
 
-@pytest.mark.skipif(not FASHION_DIR.is_dir(), reason="Debian's dataset-fashion-mnist is not installed")
 def test_real_fashion_mnist():
+    if not FASHION_DIR.is_dir():
+        missing(f"needs Debian's dataset-fashion-mnist in {FASHION_DIR} (apt-get install dataset-fashion-mnist)")
     b = load_dataset("fashion-mnist")
     train = b.splits["train"]
     assert train.images.shape == (60000, 28, 28, 1) and len(b.splits["test"]) == 10000

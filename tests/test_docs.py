@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import missing
+
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = sorted(ROOT.glob("*.md")) + sorted((ROOT / "results").glob("*/*.md"))
 LINK = re.compile(r"\]\(([^)#\s]+)\)")
@@ -15,7 +17,7 @@ LINK = re.compile(r"\]\(([^)#\s]+)\)")
 def tracked() -> set[str]:
     out = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True)
     if out.returncode != 0:
-        pytest.skip("not a git checkout")
+        missing("not a git checkout")
     return set(out.stdout.splitlines())
 
 

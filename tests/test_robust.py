@@ -11,7 +11,7 @@ import time
 import pytest
 import torch
 
-from conftest import TINY, assert_same_run, final_weights, run_cli, train_cmd, wait_for
+from conftest import TINY, assert_same_run, final_weights, missing, run_cli, train_cmd, wait_for
 from deepres.train.checkpoint import load_checkpoint
 
 
@@ -173,7 +173,7 @@ def test_full_disk_keeps_the_previous_checkpoint(tiny_cifar, tmp_path):
     disk.mkdir()
     mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(disk)], capture_output=True)
     if mounted.returncode != 0:
-        pytest.skip("cannot mount a small tmpfs here (needs root)")
+        missing("cannot mount a small tmpfs here (needs root)")
     try:
         out = disk / "run"
         # Each checkpoint of ResNet-20 (+ momentum) is ~2.2 MB: the second cannot be written beside the first.
@@ -225,7 +225,7 @@ def test_threads_follow_the_cores_the_process_may_use():
     import shutil
 
     if shutil.which("taskset") is None:
-        pytest.skip("taskset is not installed")
+        missing("taskset is not installed")
     code = "from deepres.hardware import usable_cores; print(usable_cores())"
     pinned = subprocess.run(["taskset", "-c", "0", sys.executable, "-c", code], capture_output=True, text=True)
     assert pinned.returncode == 0 and pinned.stdout.strip() == "1", pinned.stderr

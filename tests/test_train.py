@@ -11,16 +11,16 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import run_cli, stratified, write_cifar10_pickles
+from conftest import missing, run_cli, stratified, write_cifar10_pickles
 
 
 @pytest.fixture(scope="module")
-def cifar_slice(cifar10, tmp_path_factory):
-    """5,000 real training and 1,000 real test images (stratified), as official-format pickles."""
-    tr, te = cifar10.splits["train"], cifar10.splits["test"]
+def cifar_slice(cifar_sample, tmp_path_factory):
+    """5,000 real training and 1,000 real test images (the embedded sample), as official-format pickles."""
+    tr, te = cifar_sample.splits["train"], cifar_sample.splits["test"]
     i, j = stratified(tr.labels, 500), stratified(te.labels, 100)
     root = tmp_path_factory.mktemp("slice") / "cifar-10-batches-py"
-    return write_cifar10_pickles(root, tr.images[i], tr.labels[i], te.images[j], te.labels[j], cifar10.classes)
+    return write_cifar10_pickles(root, tr.images[i], tr.labels[i], te.images[j], te.labels[j], cifar_sample.classes)
 
 
 @pytest.fixture(scope="module")
@@ -198,7 +198,7 @@ def test_training_numerics_unchanged_since_the_runs_in_flight_began(tiny_cifar, 
     archive = subprocess.run(["git", "-C", str(ROOT), "archive", RUNS_IN_FLIGHT_BEGAN_WITH, "src"],
                              capture_output=True)  # fmt: skip
     if archive.returncode != 0:
-        pytest.skip(f"no git history holding {RUNS_IN_FLIGHT_BEGAN_WITH[:7]} (a shallow clone or an sdist)")
+        missing(f"no git history holding {RUNS_IN_FLIGHT_BEGAN_WITH[:7]} (a shallow clone or an sdist)")
     subprocess.run(["tar", "-x", "-C", str(old)], input=archive.stdout, check=True)
     args = ["train", "--recipe", "cifar-paper", "--data", str(tiny_cifar), "--val-split", "128", "--batch-size", "64"]
     args += ["--iterations", "20", "--milestones", "8,14", "--eval-batch-size", "128", "--precision", "fp32"]
