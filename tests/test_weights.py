@@ -135,3 +135,19 @@ def test_save_is_atomic(tmp_path, pair):
     path = save_weights(src, tmp_path / "w.pt")
     assert [p.name for p in tmp_path.iterdir()] == ["w.pt"]  # no temporary left behind
     assert path.stat().st_size > 0
+
+
+def test_a_runs_reported_weights_are_what_fine_tuning_starts_from(tmp_path):
+    """eval, predict and export use a run's moving average where it kept one; so does --init-weights
+    (deepres.load_weights): one rule, in one place."""
+    from deepres.models.weights import read_state_dict
+    from deepres.train.checkpoint import FORMAT, reported_weights
+
+    model, ema = deepres.create_model("resnet20").state_dict(), deepres.create_model("resnet20").state_dict()
+    ema = {k: v + 1 if v.is_floating_point() else v for k, v in ema.items()}
+    ckpt = {"format": FORMAT, "model": model, "ema": ema}
+    torch.save(ckpt, tmp_path / "last.pt")
+    loaded = read_state_dict(tmp_path / "last.pt")
+    assert all(torch.equal(loaded[k], ema[k]) for k in ema) and reported_weights(ckpt) is ema
+    torch.save({**ckpt, "ema": None}, tmp_path / "plain.pt")  # no moving average: the weights themselves
+    assert all(torch.equal(read_state_dict(tmp_path / "plain.pt")[k], model[k]) for k in model)

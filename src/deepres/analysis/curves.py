@@ -3,36 +3,20 @@ lines for validation (or test) error, one colour per run."""
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 from ..errors import DeepresError
+from ..train.rundir import RunDir
 
 
 def read_metrics(run_dir: str | os.PathLike) -> list[dict]:
-    path = Path(run_dir) / "metrics.jsonl"
-    if not path.is_file():
-        raise DeepresError(f"{run_dir}: no metrics.jsonl; expected a deepres run directory")
-    rows = []
-    for i, line in enumerate(path.read_text().splitlines(), 1):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                raise DeepresError(f"{path}:{i}: not a JSON line") from None
-    if not rows:
-        raise DeepresError(f"{path}: empty (the run has not finished an epoch yet)")
-    return rows
+    return RunDir(run_dir).metrics()
 
 
 def run_label(run_dir: str | os.PathLike) -> str:
-    recipe = Path(run_dir) / "recipe.toml"
-    if recipe.is_file():
-        import tomllib
-
-        return tomllib.loads(recipe.read_text()).get("model", Path(run_dir).name)
-    return Path(run_dir).name
+    run = RunDir(run_dir)
+    return run.recipe().get("model", run.path.name) if (run / RunDir.RECIPE).is_file() else run.path.name
 
 
 def depth_colors(names: list[str]) -> dict[str, str]:

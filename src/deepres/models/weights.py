@@ -19,7 +19,9 @@ from ..errors import WeightsError
 from ..io import torch_bytes, write_bytes_atomic
 
 # Keys under which training scripts commonly nest the state dict.
-NESTING_KEYS = ("state_dict", "model", "model_state_dict", "module")
+# Where checkpoints nest their weights, first match wins: a deepres checkpoint keeps its moving
+# average under "ema" (None when it kept none) and reports those weights, so they come first.
+NESTING_KEYS = ("ema", "state_dict", "model", "model_state_dict", "module")
 # Prefixes added by DataParallel/DistributedDataParallel and torch.compile.
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +13,7 @@ from pathlib import Path
 from ..analysis.complexity import complexity
 from ..io import write_text_atomic
 from ..train.recipe import load_recipe
+from ..train.rundir import RunDir
 from .cifar import AKAMASTER, PAPER, final_train_error, mean_std, two_places
 from .report import compare, markdown_table, missing_note, small_note
 from .runs import Budget, compute_minutes, copy_logs, finished_run, median_throughput, metrics, report_logs, test_error
@@ -74,16 +74,14 @@ def data_identity(data: str) -> str:
 
 def precisions(run: Path) -> str:
     """The precision(s) a run trained in, in order, from its segments (a resume may change it)."""
-    env = json.loads((run / "env.json").read_text()) if (run / "env.json").is_file() else {}
-    used = [s["precision"] for s in env.get("segments", [])] or [m.get("precision", "?") for m in metrics(run)]
+    segments = RunDir(run).env().get("segments", [])
+    used = [s["precision"] for s in segments] or [m.get("precision", "?") for m in metrics(run)]
     return " then ".join(dict.fromkeys(used))
 
 
 def images_seen(run: Path) -> float:
     """Training images, in millions: the last step times the batch size."""
-    import tomllib
-
-    batch = tomllib.loads((run / "recipe.toml").read_text())["batch_size"]
+    batch = RunDir(run).recipe()["batch_size"]
     return metrics(run)[-1]["step"] * batch / 1e6
 
 

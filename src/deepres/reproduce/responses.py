@@ -16,6 +16,7 @@ from ..analysis.responses import layer_responses
 from ..data import FileSet, ImageSet, load_dataset
 from ..io import write_text_atomic
 from ..train.checkpoint import load_checkpoint, model_from_checkpoint
+from ..train.rundir import RunDir
 from .cifar import budget_for, train_all
 from .report import DATA_CAVEAT, compare, markdown_table, missing_note, small_note
 from .runs import copy_logs
@@ -30,11 +31,12 @@ def run_responses(run: Path, test: Callable[[], ImageSet | FileSet]) -> dict[str
     """{3x3 layer: std of its response on the test set} for a run's last checkpoint (fp32), measured
     now and logged in the run's responses.json; for a run known only by its logs (its checkpoint not at
     hand), the logged measurement; None if neither."""
-    log = run / "responses.json"
-    if (run / "last.pt").is_file():
-        model, pipeline, _ = model_from_checkpoint(load_checkpoint(run / "last.pt"), str(run))
+    log = run / RunDir.RESPONSES
+    if (run / RunDir.LAST).is_file():
+        model, pipeline, _ = model_from_checkpoint(load_checkpoint(run / RunDir.LAST), str(run))
         stds = dict(layer_responses(model, test(), pipeline))
-        write_text_atomic(log, json.dumps({"checkpoint": "last.pt", "split": "test", "std": stds}, indent=1) + "\n")
+        record = {"checkpoint": RunDir.LAST, "split": "test", "std": stds}
+        write_text_atomic(log, json.dumps(record, indent=1) + "\n")
         return stds
     if log.is_file():
         return json.loads(log.read_text())["std"]

@@ -9,7 +9,6 @@ new runs, on a machine that never held the earlier runs' checkpoints."""
 
 from __future__ import annotations
 
-import json
 import shutil
 import statistics
 import tomllib
@@ -17,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..train.recipe import Recipe, fields_with_role, load_recipe
+from ..train.rundir import RunDir
 
 
 @dataclass(frozen=True)
@@ -66,11 +66,11 @@ def ensure_run(
     from ..train.trainer import train as train_run
 
     out = run_dir(store, budget, model, seed, tag)
-    if (out / "test.json").is_file():
+    if RunDir(out).finished:
         return out
     if not train:
         return None
-    if (out / "last.pt").is_file():
+    if (out / RunDir.LAST).is_file():
         train_run(load_recipe(budget.recipe), resume=out)
         return out
     train_run(planned_recipe(budget, model, seed, options), out=out)
@@ -89,10 +89,10 @@ def logged_run(
     """The logs of a finished run in a report's ``runs/`` folder (``logs``), if they record the run
     the store would train: same recipe in every field that changes the result, same data."""
     run = logs / run_dir(Path(), budget, model, seed, tag).name
-    if not (run / "test.json").is_file() or not (run / "recipe.toml").is_file():
+    if not RunDir(run).finished or not (run / RunDir.RECIPE).is_file():
         return None
     try:
-        logged = tomllib.loads((run / "recipe.toml").read_text())
+        logged = RunDir(run).recipe()
     except tomllib.TOMLDecodeError:
         return None
     planned = planned_recipe(budget, model, seed, options).resolved().to_dict()
@@ -122,7 +122,7 @@ def finished_run(
 
 def test_error(run: Path) -> float:
     """Top-1 test error (%) of the last checkpoint: the val split picked nothing the test reports."""
-    return json.loads((run / "test.json").read_text())["test"]["top1_error"]
+    return RunDir(run).test_error()
 
 
 def compute_minutes(run: Path) -> float:
@@ -140,10 +140,8 @@ def median_throughput(run: Path) -> float:
 
 
 def metrics(run: Path) -> list[dict]:
-    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    return RunDir(run).metrics()
 
-
-LOGS = ("recipe.toml", "env.json", "metrics.jsonl", "test.json", "log.txt", "responses.json")
 
 
 def copy_logs(run: Path, dest: Path) -> None:
@@ -151,6 +149,6 @@ def copy_logs(run: Path, dest: Path) -> None:
     if run.resolve() == dest.resolve():
         return  # the report's own logs of an earlier run
     dest.mkdir(parents=True, exist_ok=True)
-    for name in LOGS:
+    for name in RunDir.LOGS:
         if (run / name).is_file():
             shutil.copy2(run / name, dest / name)

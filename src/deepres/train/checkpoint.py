@@ -14,6 +14,7 @@ from ..errors import DeepresError, WeightsError
 from ..io import torch_bytes, write_bytes_atomic
 from ..models.registry import create_model
 from ..models.weights import load_state_dict_checked, read_checkpoint_file
+from .rundir import RunDir
 
 FORMAT = "deepres-checkpoint"
 VERSION = 1
@@ -48,13 +49,16 @@ def find_checkpoint(target: str | os.PathLike, which: str = "best") -> Path:
     """A checkpoint file, or the ``best.pt`` (else ``last.pt``) of a run directory."""
     path = Path(target)
     if path.is_dir():
-        for name in (f"{which}.pt", "last.pt"):
-            if (path / name).is_file():
-                return path / name
-        raise DeepresError(f"{path}: no {which}.pt or last.pt in this folder; expected a run directory")
+        return RunDir(path).checkpoint(which)
     if not path.exists():
         raise DeepresError(f"{path}: no such checkpoint or run directory")
     return path
+
+
+def reported_weights(ckpt: dict) -> dict:
+    """The weights a run reports (validation, test, exports, fine-tuning): the moving average's where
+    it kept one."""
+    return ckpt["ema"] if ckpt.get("ema") else ckpt["model"]
 
 
 def model_from_checkpoint(
@@ -65,7 +69,7 @@ def model_from_checkpoint(
         model = create_model(
             ckpt["model_name"], num_classes=len(ckpt["classes"]), in_chans=ckpt["in_chans"], **ckpt["model_options"]
         )
-        state = ckpt["ema"] if ema and ckpt.get("ema") else ckpt["model"]
+        state = reported_weights(ckpt) if ema else ckpt["model"]
         load_state_dict_checked(model, state, strict=True, origin=origin)
         if not all(torch.isfinite(t).all() for t in state.values() if t.is_floating_point()):
             raise DeepresError(f"{origin}: holds weights that are not finite numbers (NaN or inf): a diverged run")

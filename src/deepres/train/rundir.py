@@ -1,5 +1,6 @@
-"""One training process per run directory: the directory is claimed (created if need be, and locked)
-before anything else is done, and released when the process ends, however it ends.
+"""Run directories: what they hold and how it is read (``RunDir``), and one training process per
+directory: it is claimed (created if need be, and locked) before anything else is done, and released
+when the process ends, however it ends (``RunDirClaim``).
 
 The lock is an ``flock`` on ``RUN_DIR/.lock``: the kernel drops it when its process dies, even by
 ``kill -9``, so a stale lock never blocks a resume. Two trainings started on the same ``--out``
@@ -10,7 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
+import tomllib
 from pathlib import Path
 
 from ..errors import DeepresError
@@ -57,3 +60,62 @@ class RunDirClaim:
             with contextlib.suppress(OSError):
                 (self.path / LOCK).unlink(missing_ok=True)
                 self.path.rmdir()  # only if empty: nothing else was written
+
+
+class RunDir:
+    """A run directory's files: the one place that names them and knows how to read them.
+
+    recipe.toml (the resolved recipe), env.json (the machine of every segment), metrics.jsonl (one
+    line per epoch), last.pt and best.pt (checkpoints), test.json (the final test), log.txt, and for
+    the responses experiment responses.json (its measured layer stds)."""
+
+    RECIPE, ENV, METRICS, TEST, LOG = "recipe.toml", "env.json", "metrics.jsonl", "test.json", "log.txt"
+    RESPONSES, LAST, BEST = "responses.json", "last.pt", "best.pt"
+    LOGS = (RECIPE, ENV, METRICS, TEST, LOG, RESPONSES)  # what a report keeps of a run (not the checkpoints)
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+
+    def __truediv__(self, name: str) -> Path:
+        return self.path / name
+
+    @property
+    def finished(self) -> bool:
+        return (self.path / self.TEST).is_file()
+
+    def metrics(self) -> list[dict]:
+        """One dict per finished epoch; a one-line error if there are none or a line is damaged."""
+        path = self.path / self.METRICS
+        if not path.is_file():
+            raise DeepresError(f"{self.path}: no {self.METRICS}; expected a deepres run directory")
+        rows = []
+        for i, line in enumerate(path.read_text().splitlines(), 1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError:
+                    raise DeepresError(f"{path}:{i}: not a JSON line") from None
+        if not rows:
+            raise DeepresError(f"{path}: empty (the run has not finished an epoch yet)")
+        return rows
+
+    def recipe(self) -> dict:
+        return tomllib.loads((self.path / self.RECIPE).read_text())
+
+    def env(self) -> dict:
+        path = self.path / self.ENV
+        return json.loads(path.read_text()) if path.is_file() else {}
+
+    def test(self) -> dict:
+        return json.loads((self.path / self.TEST).read_text())
+
+    def test_error(self) -> float:
+        """Top-1 test error (%) of the final weights (last.pt)."""
+        return self.test()["test"]["top1_error"]
+
+    def checkpoint(self, which: str = "best") -> Path:
+        """``best.pt`` (or ``last.pt``), falling back to the other."""
+        for name in (f"{which}.pt", self.LAST):
+            if (self.path / name).is_file():
+                return self.path / name
+        raise DeepresError(f"{self.path}: no {which}.pt or last.pt in this folder; expected a run directory")

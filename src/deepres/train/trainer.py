@@ -31,12 +31,12 @@ from ..hardware import resolve_precision, usable_cores
 from ..inference import autocast
 from ..io import append_line, write_text_atomic
 from ..models.registry import create_model
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import load_checkpoint, reported_weights, save_checkpoint
 from .distributed import Dist, convert_sync_batchnorm
 from .env import environment, with_segment
 from .progress import Progress, fmt_duration
 from .recipe import Recipe
-from .rundir import RunDirClaim
+from .rundir import RunDir, RunDirClaim
 from .schedule import LRSchedule
 
 
@@ -124,7 +124,7 @@ class Trainer:
         self.log_lines: list[str] = []  # said during set-up, logged once the run directory exists
         if resume is not None:
             resume = Path(resume)
-            last = resume / "last.pt"
+            last = resume / RunDir.LAST
             if not last.is_file():
                 raise DeepresError(f"--resume {resume}: no last.pt in it; expected a run directory")
             self.ckpt = load_checkpoint(last)
@@ -152,7 +152,7 @@ class Trainer:
 
     def _build(self, r: Recipe) -> None:
         """Data, model, optimiser, schedule and state, from the recipe (and the checkpoint on resume)."""
-        if self.ckpt is None and (self.run_dir / "last.pt").exists():
+        if self.ckpt is None and (self.run_dir / RunDir.LAST).exists():
             raise DeepresError(
                 f"{self.run_dir} already holds a run; resume it with --resume {self.run_dir} or choose another --out"
             )
@@ -299,11 +299,11 @@ class Trainer:
         _set_rng_state(c["rng"])
 
     def _kept(self) -> str:
-        if (self.run_dir / "last.pt").is_file():
-            return f"{self.run_dir / 'last.pt'} holds the last good state"
+        if (self.run_dir / RunDir.LAST).is_file():
+            return f"{self.run_dir / RunDir.LAST} holds the last good state"
         return "no checkpoint had been written yet"
 
-    def save(self, name: str = "last.pt") -> None:
+    def save(self, name: str = RunDir.LAST) -> None:
         # Never a checkpoint of weights that are not numbers: with --nan-policy skip, an lr that
         # diverges can overflow the weights through finite losses, after which every step is skipped.
         if not all(torch.isfinite(t).all() for t in self.model.state_dict().values() if t.is_floating_point()):
@@ -319,7 +319,7 @@ class Trainer:
             return
         if not self.quiet:
             self.progress.write(line) if hasattr(self, "progress") else print(line, flush=True)
-        append_line(self.run_dir / "log.txt", line)
+        append_line(self.run_dir / RunDir.LOG, line)
 
     # --- the loop ------------------------------------------------------------------------------------------
     def _on_signal(self, signum, frame) -> None:
@@ -334,13 +334,13 @@ class Trainer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             for stale in self.run_dir.glob(".*.tmp"):  # left by a writer killed mid-write
                 stale.unlink(missing_ok=True)
-            write_text_atomic(self.run_dir / "recipe.toml", r.to_toml())
-            env_file = self.run_dir / "env.json"
+            write_text_atomic(self.run_dir / RunDir.RECIPE, r.to_toml())
+            env_file = self.run_dir / RunDir.ENV
             previous = env_file.read_text() if self.ckpt is not None and env_file.is_file() else None
             env = with_segment(previous, environment(), self.step, self.precision, self.dist.world)
             write_text_atomic(env_file, json.dumps(env, indent=2) + "\n")
             # The metrics as of the checkpoint: lines a killed run wrote after it are dropped.
-            write_text_atomic(self.run_dir / "metrics.jsonl", "".join(json.dumps(h) + "\n" for h in self.history))
+            write_text_atomic(self.run_dir / RunDir.METRICS, "".join(json.dumps(h) + "\n" for h in self.history))
         self.progress = Progress(total, self.step, enabled=not self.quiet)
         what = "resuming" if self.ckpt is not None else "training"
         self.log(
@@ -476,9 +476,9 @@ class Trainer:
         if self.val_set is None or self.val_set is self.test_set:
             return None
         state = None
-        if self.dist.main and (self.run_dir / "best.pt").is_file():
-            ckpt = load_checkpoint(self.run_dir / "best.pt")
-            state = ckpt["ema"] if ckpt.get("ema") else ckpt["model"]
+        if self.dist.main and (self.run_dir / RunDir.BEST).is_file():
+            ckpt = load_checkpoint(self.run_dir / RunDir.BEST)
+            state = reported_weights(ckpt)
         state = self.dist.broadcast_object(state)  # other machines may not share the run directory
         if state is None:
             return None
@@ -526,10 +526,10 @@ class Trainer:
         self.epoch_stats = torch.zeros(3, dtype=torch.float64)
         self.epoch_seconds = 0.0
         if self.dist.main:
-            append_line(self.run_dir / "metrics.jsonl", json.dumps(record))
+            append_line(self.run_dir / RunDir.METRICS, json.dumps(record))
         self.save()
         if improved and self.dist.main:
-            self.save("best.pt")
+            self.save(RunDir.BEST)
         val_txt = f" | val err {record['val_error']:.2f}%" if "val_error" in record else ""
         self.log(
             f"epoch {record['epoch']} step {self.step}/{self.schedule.total} | train loss "
@@ -542,11 +542,11 @@ class Trainer:
         test = test_best = None
         if self.test_set is not None:
             test = self._evaluate(self.test_set, r.test_mode, r.test_flip)
-            test.update(split=self.test_split, checkpoint="last.pt", epoch=self.epoch, step=self.step)
+            test.update(split=self.test_split, checkpoint=RunDir.LAST, epoch=self.epoch, step=self.step)
             best = self._best_model()
             if best is not None:
                 test_best = self._evaluate(self.test_set, r.test_mode, r.test_flip, best)
-                test_best.update(split=self.test_split, checkpoint="best.pt", best_val_error=self.best_val)
+                test_best.update(split=self.test_split, checkpoint=RunDir.BEST, best_val_error=self.best_val)
             result = {
                 "test": test,
                 "test_best_on_val": test_best,
@@ -556,7 +556,7 @@ class Trainer:
                 "data": self.bundle.source,
             }
             if self.dist.main:
-                write_text_atomic(self.run_dir / "test.json", json.dumps(result, indent=2) + "\n")
+                write_text_atomic(self.run_dir / RunDir.TEST, json.dumps(result, indent=2) + "\n")
             msg = (
                 f"{self.test_split} error {test['top1_error']:.2f}% (accuracy {100 - test['top1_error']:.2f}%), "
                 f"top-5 error {test['top5_error']:.2f}% on {test['n']:,} images [{r.test_mode}"
