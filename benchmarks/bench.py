@@ -79,8 +79,17 @@ def conv_peak(precision: str) -> float:
     flops = 2 * 8 * 256 * 256 * 9 * 56 * 56
     with torch.no_grad():
         F.conv2d(x, w, padding=1)
-        best = min(timed(lambda: F.conv2d(x, w, padding=1)) for _ in range(5))
+        # The best of many timings: one that shares the cores with another process comes out at
+        # half the machine's peak or less.
+        best = min(timed(lambda: F.conv2d(x, w, padding=1)) for _ in range(12))
     return flops / best / 1e9
+
+
+def share_of_peak(gflops: float, precision: str) -> float | str:
+    """Percent of the measured peak; above 100 the peak itself was timed low (the machine was busy
+    while it was measured), and the table says so instead of printing an impossible share."""
+    pct = 100 * gflops / PEAK[precision]
+    return round(pct, 1) if pct <= 100 else f"over 100 (peak timed low: {PEAK[precision]:.0f} GFLOP/s)"
 
 
 # --- training ----------------------------------------------------------------------------------------
@@ -235,8 +244,7 @@ def row(task: str, name: str, batch: int, speed: dict[str, float], macs_per_imag
             out[f"{k} img/s"] = round(v, 1)
             out[f"{k} x ref"] = round(v / ref, 2)
     best = max(v for k, v in speed.items() if k.startswith("deepres"))
-    peak = PEAK[fast_precision()]
-    out["deepres % of peak"] = round(100 * best * 2 * macs_per_image / 1e9 / peak, 1)
+    out["deepres % of peak"] = share_of_peak(best * 2 * macs_per_image / 1e9, fast_precision())
     if "onnxruntime" in speed:
         out["deepres x onnxruntime"] = round(best / speed["onnxruntime"], 2)
     key = (task, name, batch) if task == "infer" else (task, name)

@@ -179,3 +179,13 @@ def wait_for(predicate, timeout=120):
         if time.time() - t0 > timeout:
             raise TimeoutError
         time.sleep(0.05)
+
+
+def load_bench():
+    """benchmarks/bench.py as a module (it is a script, not part of the package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench", ROOT / "benchmarks" / "bench.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    return bench

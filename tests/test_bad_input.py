@@ -18,7 +18,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import idx_bytes, make_folder, missing, run_cli, write_cifar10_pickles
+from conftest import idx_bytes, load_bench, make_folder, missing, run_cli, write_cifar10_pickles
 from deepres.cli import main
 
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
@@ -315,13 +315,7 @@ def test_ctrl_c_during_start_up_is_one_line(tmp_path):
 
 
 def test_bench_without_onnxruntime_leaves_its_column_out(monkeypatch, capsys):
-    import importlib.util
-
-    from conftest import ROOT
-
-    spec = importlib.util.spec_from_file_location("bench", ROOT / "benchmarks" / "bench.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_bench()
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as on `pip install -e .`
     monkeypatch.setattr(bench, "PEAK", {"fp32": 100.0, "bf16": 100.0})
     rows = bench.bench_inference(["resnet18"], [1], 1, quick=True)

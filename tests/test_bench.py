@@ -3,7 +3,7 @@ checked by `deepres bench` itself on a quiet machine, never by a timed unit test
 
 import re
 
-from conftest import run_cli
+from conftest import load_bench, run_cli
 
 
 def test_bench_quick_prints_side_by_side_ratios():
@@ -17,3 +17,10 @@ def test_bench_quick_prints_side_by_side_ratios():
     ref, ours, ratio = (float(v) for v in train.split(",")[3:6])
     assert ref > 0 and ours > 0 and abs(ratio - ours / ref) < 0.02
     assert float(infer.split(",")[3]) > 0
+
+
+def test_share_of_peak_is_never_printed_above_100_percent():
+    bench = load_bench()
+    bench.PEAK["bf16"] = 232.0  # timed while the machine was busy: half its real 465
+    assert bench.share_of_peak(116.0, "bf16") == 50.0
+    assert bench.share_of_peak(300.0, "bf16") == "over 100 (peak timed low: 232 GFLOP/s)"
