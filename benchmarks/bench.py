@@ -147,7 +147,7 @@ def deepres_trainer(name: str, run_dir: Path, compile: bool = False) -> Callable
     recipe = load_recipe("cifar-fast").replace(model=name, data="cifar10-sample", val_split=0, epochs=1)
     recipe = recipe.replace(compile=compile)
     with contextlib.redirect_stdout(io.StringIO()):
-        trainer = Trainer(recipe, out=run_dir, quiet=True)
+        trainer = Trainer.create(recipe, out=run_dir, quiet=True)
     state = {"step": 0, "batches": iter(())}
 
     def steps(n: int) -> int:
@@ -157,7 +157,7 @@ def deepres_trainer(name: str, run_dir: Path, compile: bool = False) -> Callable
             except StopIteration:
                 state["batches"] = iter(trainer.loader.epoch(state["step"] // trainer.loader.steps_per_epoch))
                 x, y = next(state["batches"])
-            trainer._train_step(x, y, trainer._draws(state["step"]))  # the very step `deepres train` runs
+            trainer.train_step(x, y, state["step"])  # the very step `deepres train` runs
             state["step"] += 1
         return 128 * n
 

@@ -142,6 +142,7 @@ def test_non_finite_loss_keeps_the_last_good_checkpoint(tiny_cifar, tmp_path):
 def test_nan_policy_skip_continues(tiny_cifar, tmp_path):
     """--nan-policy skip: a step whose loss is not finite (one, as a bf16 overflow makes it) is
     skipped and counted, and the run goes on. (A run that diverges for good stops: test_bad_input.)"""
+    from deepres.train.parts import build_parts
     from deepres.train.recipe import load_recipe
     from deepres.train.trainer import Trainer
 
@@ -149,19 +150,15 @@ def test_nan_policy_skip_continues(tiny_cifar, tmp_path):
         data=str(tiny_cifar), val_split=128, batch_size=64, epochs=2, warmup=1, eval_batch_size=128,
         nan_policy="skip", precision="fp32",
     )  # fmt: skip
-    trainer = Trainer(recipe, out=tmp_path / "run", quiet=True)
-    loss, calls = trainer.criterion, []
+    parts = build_parts(recipe.resolved())
+    loss, calls = parts.criterion, []
 
     def one_nan_step(logits, y):
         calls.append(1)
         return loss(logits, y) * (float("nan") if len(calls) == 3 else 1.0)
 
-    trainer.criterion = one_nan_step
-    try:
-        trainer.run()
-    finally:
-        trainer.release()
-        trainer.dist.close()
+    parts.criterion = one_nan_step
+    Trainer(parts, tmp_path / "run", quiet=True).run()
     out = tmp_path / "run"
     assert json.loads((out / "test.json").read_text())["skipped_steps"] == 1
     assert "step 3: non-finite loss; step skipped (1 so far)" in (out / "log.txt").read_text()

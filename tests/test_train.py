@@ -209,3 +209,29 @@ def test_training_numerics_unchanged_since_the_runs_in_flight_began(tiny_cifar, 
         assert done.returncode == 0, done.stderr[-1500:]
     then, now = final_weights(tmp_path / "then"), final_weights(tmp_path / "now")
     assert then.keys() == now.keys() and all(torch.equal(then[k], now[k]) for k in then)
+
+
+def test_a_trainer_built_in_process_from_its_parts_trains_as_deepres_train_does(tiny_cifar, tmp_path):
+    """The parts are built apart from the loop: a test builds them, hands them to a Trainer, and
+    drives single steps through the public call the benchmark uses; the run equals the CLI's."""
+    from conftest import TINY, assert_same_run
+    from deepres.train.parts import build_parts
+    from deepres.train.recipe import load_recipe
+    from deepres.train.trainer import Trainer
+
+    recipe = load_recipe("cifar-fast").replace(
+        data=str(tiny_cifar), val_split=128, batch_size=64, epochs=3, warmup=1, eval_batch_size=128, precision="fp32"
+    )
+    parts = build_parts(recipe.resolved())
+    assert parts.loader.steps_per_epoch == len(parts.train_set) // 64 and parts.val_set is not parts.test_set
+    Trainer(parts, tmp_path / "in-process", quiet=True).run()
+    done = run_cli("train", *TINY, "--data", tiny_cifar, "--precision", "fp32", "--out", tmp_path / "cli")
+    assert done.returncode == 0, done.stderr
+    assert_same_run(tmp_path / "in-process", tmp_path / "cli")
+
+    # One step at a time, as benchmarks/bench.py drives it: same draws for the same step, the loss moves.
+    trainer = Trainer(build_parts(recipe.resolved()), tmp_path / "steps", quiet=True)
+    assert torch.equal(trainer.draws(5), trainer.draws(5)) and not torch.equal(trainer.draws(5), trainer.draws(6))
+    x, y = next(iter(trainer.loader.epoch(0)))
+    losses = [trainer.train_step(x, y, 0)[0][1].item() / len(y) for _ in range(8)]
+    assert losses[-1] < losses[0]

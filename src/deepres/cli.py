@@ -159,8 +159,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .data import load_dataset
     from .evaluate import evaluate
     from .train.checkpoint import find_checkpoint, load_checkpoint, model_from_checkpoint
+    from .train.parts import split_data
     from .train.recipe import Recipe
-    from .train.trainer import split_data
 
     path = find_checkpoint(args.checkpoint, args.which)
     ckpt = load_checkpoint(path)

@@ -143,7 +143,6 @@ def metrics(run: Path) -> list[dict]:
     return RunDir(run).metrics()
 
 
-
 def copy_logs(run: Path, dest: Path) -> None:
     """The small files a report rests on (not the checkpoints) into ``dest``."""
     if run.resolve() == dest.resolve():

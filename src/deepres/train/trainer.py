@@ -1,4 +1,5 @@
-"""The one training loop, for every model and dataset.
+"""The one training loop, for every model and dataset. It receives a run's parts (``parts.py``
+builds them from a recipe) and trains them.
 
 A run directory holds: recipe.toml (resolved), env.json, metrics.jsonl (one line per epoch),
 last.pt and best.pt (on validation), test.json, and log.txt. Everything random is a function of
@@ -21,23 +22,18 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..data import DataBundle, ImageSet, load_dataset, stratified_split
-from ..data.dataset import describe_change, fingerprint
-from ..data.loader import FileLoader, MemoryLoader
-from ..data.pipeline import Pipeline
 from ..errors import DeepresError
 from ..evaluate import evaluate
-from ..hardware import resolve_precision, usable_cores
 from ..inference import autocast
 from ..io import append_line, write_text_atomic
 from ..models.registry import create_model
 from .checkpoint import load_checkpoint, reported_weights, save_checkpoint
-from .distributed import Dist, convert_sync_batchnorm
+from .distributed import Dist
 from .env import environment, with_segment
+from .parts import Parts, build_parts
 from .progress import Progress, fmt_duration
 from .recipe import Recipe
 from .rundir import RunDir, RunDirClaim
-from .schedule import LRSchedule
 
 
 class NumericalError(DeepresError):
@@ -83,130 +79,31 @@ def _set_rng_state(state: dict) -> None:
     random.setstate((version, tuple(internal), gauss))
 
 
-def split_data(bundle: DataBundle, recipe: Recipe):
-    """(train, val or None, test or None, name of the split the final test uses, a note for the log).
-
-    ``val`` is read every epoch (curves, best.pt); the final test reads the data's own test split,
-    else its own val split (like ImageNet, whose test labels are not public: the paper reports on its
-    val set). ``val_split`` holds images out of train for validation; it never replaces a held-out
-    set the data brings: with the data's own val and test, it is not used."""
-    train = bundle.require("train")
-    own_val, test = bundle.splits.get("val"), bundle.splits.get("test")
-    if own_val is not None and test is not None:
-        note = f"the data has its own val and test splits: val_split={recipe.val_split} not used"
-        return train, own_val, test, "test", note if recipe.val_split else ""
-    if not recipe.val_split:
-        return train, own_val, test if test is not None else own_val, "test" if test is not None else "val", ""
-    train_idx, val_idx = stratified_split(train.labels, recipe.val_split, recipe.val_seed)
-    train, val = train.subset(train_idx), train.subset(val_idx)
-    if own_val is not None:
-        note = (
-            f"validation (curves, best.pt) on {len(val):,} images held out of train; "
-            f"the final test on the data's own val split ({len(own_val):,} images)"
-        )
-        return train, val, own_val, "val", note
-    return train, val, test if test is not None else val, "test" if test is not None else "val", ""
-
-
 class Trainer:
+    """The loop: receives a run's parts (``parts.build_parts``) and trains them, writing the run
+    directory. ``Trainer.create`` builds the parts from a recipe, or from a run to resume."""
+
     def __init__(
         self,
-        recipe: Recipe | None,
-        out: Path | None = None,
-        resume: Path | None = None,
+        parts: Parts,
+        run_dir: Path,
+        checkpoint: dict | None = None,
         quiet: bool = False,
-        machine: dict | None = None,
+        claim: RunDirClaim | None = None,
     ):
-        """``machine``: on resume, new values of the recipe's MACHINE_FIELDS (threads, precision, ...)."""
-        self.dist = Dist.from_env()
+        """``checkpoint``: the state to continue from (its recipe is ``parts.recipe``); ``claim``: the
+        run directory's lock, released by ``release``."""
+        self.parts = parts
+        self.recipe, self.dist, self.precision = parts.recipe, parts.dist, parts.precision
+        self.bundle, self.train_set, self.val_set, self.test_set, self.test_split = (
+            parts.bundle, parts.train_set, parts.val_set, parts.test_set, parts.test_split)  # fmt: skip
+        self.data_fingerprint, self.pipeline, self.model = parts.data_fingerprint, parts.pipeline, parts.model
+        self.optimizer, self.criterion, self.loader = parts.optimizer, parts.criterion, parts.loader
+        self.schedule, self.ema = parts.schedule, parts.ema
+        self.device, self.memory_format = parts.device, parts.memory_format
+        self.log_lines = list(parts.notes)  # said during set-up, logged once the run directory exists
+        self.run_dir, self.ckpt, self.claim = Path(run_dir), checkpoint, claim
         self.quiet = quiet or not self.dist.main
-        self.ckpt = None
-        self.log_lines: list[str] = []  # said during set-up, logged once the run directory exists
-        if resume is not None:
-            resume = Path(resume)
-            last = resume / RunDir.LAST
-            if not last.is_file():
-                raise DeepresError(f"--resume {resume}: no last.pt in it; expected a run directory")
-            self.ckpt = load_checkpoint(last)
-            recipe = Recipe.from_dict(self.ckpt["recipe"], f"{last} recipe").replace("--resume", **(machine or {}))
-            out = resume
-        self.recipe, warmup_note = recipe.resolved().fit_warmup()
-        r = self.recipe
-        if warmup_note:
-            self.log_lines.append(warmup_note)
-        self.run_dir = Path(out) if out is not None else default_run_dir(r)
-        self.run_dir = Path(self.dist.broadcast_object(str(self.run_dir)))
-        self.claim = (
-            RunDirClaim(self.run_dir, "--resume" if resume is not None else "--out") if self.dist.main else None
-        )
-        try:
-            self._build(r)
-        except BaseException:
-            self.release(failed=True)
-            raise
-
-    def release(self, failed: bool = False) -> None:
-        """Let another process use the run directory (and remove it after a failed start that created it)."""
-        if self.claim is not None:
-            self.claim.release(failed)
-
-    def _build(self, r: Recipe) -> None:
-        """Data, model, optimiser, schedule and state, from the recipe (and the checkpoint on resume)."""
-        if self.ckpt is None and (self.run_dir / RunDir.LAST).exists():
-            raise DeepresError(
-                f"{self.run_dir} already holds a run; resume it with --resume {self.run_dir} or choose another --out"
-            )
-        torch.set_num_threads(r.threads or max(1, usable_cores() // self.dist.local_world))
-        self.device = self.dist.device
-        # Resolved per segment: a run resumed on another machine uses that machine's fast precision.
-        self.precision = resolve_precision(r.precision, self.device)
-        torch.manual_seed(r.seed)
-        np.random.seed(r.seed % 2**32)
-        random.seed(r.seed)
-
-        budget = int(r.memory_budget_gb * 2**30) or None
-        self.bundle = load_dataset(r.data, budget, r.skip_bad_images)
-        self.train_set, self.val_set, self.test_set, self.test_split, note = split_data(self.bundle, r)
-        if note:
-            self.log_lines.append(note)
-        if self.bundle.skipped:
-            self.log_lines.append(f"skipped {self.bundle.skipped:,} unreadable files of {r.data} (--skip-bad-images)")
-        self.data_fingerprint = fingerprint(self.bundle)
-        if self.ckpt is not None and self.ckpt.get("data", self.data_fingerprint) != self.data_fingerprint:
-            raise DeepresError(
-                f"--resume {self.run_dir}: {r.data} is not the data the run started with "
-                f"({describe_change(self.ckpt['data'], self.data_fingerprint)}): an exact resume is impossible; "
-                "restore that data or start a new run"
-            )
-        self.pipeline = self._pipeline()
-
-        opts = dict(r.model_options)
-        self.model = create_model(r.model, num_classes=len(self.bundle.classes), in_chans=self.bundle.channels, **opts)
-        if r.init_weights and self.ckpt is None:
-            self._init_weights(r.init_weights, r.init_skip_mismatch)
-        if r.sync_bn and self.dist.world > 1:
-            self.model = convert_sync_batchnorm(self.model)
-        self.memory_format = torch.channels_last if r.channels_last else torch.contiguous_format
-        self.model.to(self.device, memory_format=self.memory_format)
-        self.optimizer = self._optimizer()
-        self.criterion = nn.CrossEntropyLoss(label_smoothing=r.label_smoothing)
-        if isinstance(self.train_set, ImageSet):
-            self.loader = MemoryLoader(self.train_set, r.batch_size, r.seed, self.dist.shard)
-        else:
-            self.loader = FileLoader(self.train_set, r.batch_size, r.seed, self.pipeline, r.workers, self.dist.shard)
-        if self.loader.steps_per_epoch < 1:
-            raise DeepresError(f"--batch-size {r.batch_size}: larger than the training set")
-        self.schedule = LRSchedule(r, self.loader.steps_per_epoch)
-        if self.schedule.total < 1:
-            raise DeepresError(
-                f"--epochs {r.epochs:g}: less than one step ({self.loader.steps_per_epoch} steps of {r.batch_size} "
-                "images make an epoch)"
-            )
-        self.ema = None
-        if r.ema_decay:
-            from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-
-            self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(r.ema_decay), use_buffers=True)
 
         # Progress state
         self.step = self.epoch = self.epoch_step = 0
@@ -216,47 +113,58 @@ class Trainer:
         self.epoch_stats = torch.zeros(3, dtype=torch.float64)  # images, loss sum, wrong
         self.epoch_seconds = 0.0
         self.skipped_steps = 0
-        if self.ckpt is not None:
-            self._restore(self.ckpt)
+        if checkpoint is not None:
+            self._restore(checkpoint)
 
         self.net: nn.Module = self.model
         if self.dist.world > 1:
             self.net = nn.parallel.DistributedDataParallel(self.model)
-        if r.compile:
+        if self.recipe.compile:
             self.net = torch.compile(self.net)
         self.stop_signal: int | None = None
 
-    # --- set-up ------------------------------------------------------------------------------------------
-    def _pipeline(self) -> Pipeline:
-        r = self.recipe
-        if self.ckpt is not None:
-            return Pipeline.from_state(self.ckpt["pipeline"])
-        p = Pipeline.from_settings(r)
-        return p.fit(self.train_set, seed=r.seed, origin=r.data)
+    @classmethod
+    def create(
+        cls,
+        recipe: Recipe | None,
+        out: Path | None = None,
+        resume: Path | None = None,
+        quiet: bool = False,
+        machine: dict | None = None,
+    ) -> Trainer:
+        """A trainer for a new run of ``recipe`` in ``out``, or for the run in ``resume`` (whose recipe
+        it reads; ``machine``: new values of its MACHINE_FIELDS, such as threads and precision)."""
+        dist = Dist.from_env()
+        ckpt = None
+        if resume is not None:
+            resume = Path(resume)
+            last = resume / RunDir.LAST
+            if not last.is_file():
+                raise DeepresError(f"--resume {resume}: no last.pt in it; expected a run directory")
+            ckpt = load_checkpoint(last)
+            recipe = Recipe.from_dict(ckpt["recipe"], f"{last} recipe").replace("--resume", **(machine or {}))
+            out = resume
+        recipe, warmup_note = recipe.resolved().fit_warmup()
+        run_dir = Path(out) if out is not None else default_run_dir(recipe)
+        run_dir = Path(dist.broadcast_object(str(run_dir)))
+        claim = RunDirClaim(run_dir, "--resume" if resume is not None else "--out") if dist.main else None
+        try:
+            if ckpt is None and (run_dir / RunDir.LAST).exists():
+                raise DeepresError(
+                    f"{run_dir} already holds a run; resume it with --resume {run_dir} or choose another --out"
+                )
+            parts = build_parts(recipe, dist, ckpt, f"--resume {run_dir}")
+            parts.notes[:0] = [warmup_note] if warmup_note else []
+            return cls(parts, run_dir, ckpt, quiet, claim)
+        except BaseException:
+            if claim is not None:
+                claim.release(failed=True)
+            raise
 
-    def _init_weights(self, path: str, skip_mismatch: bool) -> None:
-        """Start from other weights (fine-tuning): a state dict or a deepres checkpoint. Strict unless
-        ``init_skip_mismatch``, which keeps the fresh layers that do not fit (e.g. a new classifier)."""
-        from ..models.weights import load_state_dict_checked, read_state_dict
-
-        state = read_state_dict(path)  # a deepres checkpoint nests its weights under "model"
-        report = load_state_dict_checked(self.model, state, strict=not skip_mismatch, origin=f"--init-weights {path}")
-        kept = sum(len(v) for v in report.values())
-        self.log_lines.append(
-            f"initialised from {path}" + (f" ({kept} keys did not fit and stay fresh)" if kept else "")
-        )
-
-    def _optimizer(self) -> torch.optim.Optimizer:
-        r = self.recipe
-        decay, no_decay = [], []
-        for p in self.model.parameters():
-            (decay if r.decay_norm_and_bias or p.ndim > 1 else no_decay).append(p)
-        groups = [{"params": decay, "weight_decay": r.weight_decay}]
-        if no_decay:
-            groups.append({"params": no_decay, "weight_decay": 0.0})
-        if r.optimizer == "sgd":
-            return torch.optim.SGD(groups, lr=r.lr, momentum=r.momentum, nesterov=r.nesterov and r.momentum > 0)
-        return torch.optim.AdamW(groups, lr=r.lr)
+    def release(self, failed: bool = False) -> None:
+        """Let another process use the run directory (and remove it after a failed start that created it)."""
+        if self.claim is not None:
+            self.claim.release(failed)
 
     # --- checkpoints ---------------------------------------------------------------------------------------
     def _state(self) -> dict:
@@ -361,7 +269,7 @@ class Trainer:
             self.progress.close()
         return self._final_test()
 
-    def _draws(self, step: int) -> torch.Tensor:
+    def draws(self, step: int) -> torch.Tensor:
         """Uniform draws for every image of the global batch at ``step``; this rank's rows."""
         g = torch.Generator().manual_seed((self.recipe.seed + 1) * 2**32 + step)
         u = torch.rand(self.recipe.batch_size, self.pipeline.draws_per_image, generator=g)
@@ -377,7 +285,7 @@ class Trainer:
                 lr = self.schedule.lr(self.step)
                 for g in self.optimizer.param_groups:
                     g["lr"] = lr
-                step_stats, stop = self._train_step(x, y, self._draws(self.step))
+                step_stats, stop = self.train_step(x, y, self.step)
                 self.step += 1
                 self.epoch_step += 1
                 if step_stats is not None:
@@ -416,15 +324,17 @@ class Trainer:
             self.epoch_seconds = time.perf_counter() - t_epoch
             self._end_epoch()
 
-    def _train_step(self, x: torch.Tensor, y: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor | None, bool]:
-        """One SGD step. Returns the global batch's (images, loss sum, wrong) and whether to stop.
+    def train_step(self, x: torch.Tensor, y: torch.Tensor, step: int) -> tuple[torch.Tensor | None, bool]:
+        """One SGD step on a batch (this rank's part), augmented with the draws of ``step``. Returns
+        the global batch's (images, loss sum, wrong), or None for a skipped step, and whether to stop.
 
         One all-reduce per step carries everything the ranks must agree on: a non-finite loss
         anywhere, a stop signal anywhere, and the batch statistics (so every rank sees the same
         training error, which the paper's warm-up criterion reads).
         """
         r = self.recipe
-        xb = self.pipeline.train_batch(x, u, self.loader.cropped).to(self.device, memory_format=self.memory_format)
+        xb = self.pipeline.train_batch(x, self.draws(step), self.loader.cropped)
+        xb = xb.to(self.device, memory_format=self.memory_format)
         y = y.to(self.device)
         self.net.train()
         with autocast(self.precision, self.device):
@@ -579,7 +489,7 @@ def train(
     quiet: bool = False,
     machine: dict | None = None,
 ) -> RunResult:
-    trainer = Trainer(recipe, out, resume, quiet, machine)
+    trainer = Trainer.create(recipe, out, resume, quiet, machine)
     try:
         return trainer.run()
     finally:
