@@ -117,3 +117,35 @@ def test_bad_pipeline_settings():
         Pipeline(augment="rotate")
     with pytest.raises(ConfigError, match="crop <= scale_min"):
         Pipeline(augment="imagenet", crop=300, scale_min=256)
+
+
+@pytest.mark.parametrize("augment", ["imagenet", "cifar"])
+def test_the_same_augmentation_in_memory_and_streamed(cifar_sample, tmp_path, augment):
+    """The same recipe and seed make the same augmentation decisions whether the images are in memory
+    or streamed from files by workers: the same images, crops, scales and flips, batch by batch (the
+    streamed crops are rounded to uint8, at most half a grey level apart)."""
+    from PIL import Image
+
+    from deepres.data import load_dataset
+    from deepres.data.augment import batch_draws
+    from deepres.data.dataset import FileSet
+    from deepres.data.loader import FileLoader, MemoryLoader
+
+    images, labels = cifar_sample.splits["train"].images[:48], cifar_sample.splits["train"].labels[:48]
+    for i, (a, y) in enumerate(zip(images, labels, strict=True)):
+        (tmp_path / "train" / str(y)).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(a).resize((40, 36), Image.BICUBIC).save(tmp_path / "train" / str(y) / f"{i}.png")
+    in_memory = load_dataset(tmp_path).splits["train"]
+    streamed = load_dataset(tmp_path, budget_bytes=1).splits["train"]
+    assert isinstance(in_memory, ImageSet) and isinstance(streamed, FileSet)
+
+    pipeline = Pipeline(augment=augment, crop=24, scale_min=24, scale_max=44, normalize="none")
+    memory, files = MemoryLoader(in_memory, 16, seed=3), FileLoader(streamed, 16, 3, pipeline, workers=0)
+    for epoch in (0, 1):
+        batches = zip(memory.epoch(epoch), files.epoch(epoch), strict=True)
+        for s, ((xm, ym), (xf, yf)) in enumerate(batches):
+            u = batch_draws(3, epoch * memory.steps_per_epoch + s, 16, pipeline.draws_per_image)
+            assert torch.equal(ym, yf)
+            a, b = pipeline.train_batch(xm, u), pipeline.train_batch(xf, u, files.cropped)
+            assert a.shape == b.shape
+            assert (a - b).abs().max().item() <= (0.5 if augment == "imagenet" else 0) / 255 + 1e-6

@@ -11,20 +11,37 @@ from deepres.data.pipeline import Pipeline
 from deepres.errors import ConfigError
 from deepres.models import create_model
 
+CIFAR_BATCH, IMAGENET_BATCH = torch.zeros(1, 3, 32, 32), torch.zeros(1, 3, 64, 64)
+
 
 def test_every_3x3_layer_in_forward_order():
-    names = [n for n, _ in response_layers(create_model("resnet20"))]
+    names = [n for n, _ in response_layers(create_model("resnet20"), CIFAR_BATCH)]
     assert len(names) == 19  # the stem and 18 in the blocks, as the paper's Fig. 7 for 20 layers
     assert names[:3] == ["conv1", "layer1.0.conv1", "layer1.0.conv2"]
     assert names[-1] == "layer3.2.conv2"
-    assert len(response_layers(create_model("plain56"))) == 55
+    assert len(response_layers(create_model("plain56"), CIFAR_BATCH)) == 55
     # ResNet-18's 7x7 stem is not a 3x3 layer; its B projections (1x1) are skipped
-    assert len(response_layers(create_model("resnet18", shortcut="B"))) == 16
+    assert len(response_layers(create_model("resnet18", shortcut="B"), IMAGENET_BATCH)) == 16
+
+
+def test_layers_are_paired_with_the_bn_their_output_enters():
+    """Pairing follows the data, not the order of registration: in a pre-activation block (bn1,
+    conv1, bn2, conv2) conv1 feeds bn2 and conv2 feeds the addition, not the next block's bn1."""
+    model = create_model("preact_resnet110")
+    layers = dict(response_layers(model, CIFAR_BATCH))
+    blocks = [name for name, m in model.named_modules() if hasattr(m, "conv2") and hasattr(m, "bn2")]
+    assert len(blocks) == 54
+    for b in blocks:
+        block = model.get_submodule(b)
+        assert layers[f"{b}.conv1"] is block.bn2 and f"{b}.conv2" not in layers
+    resnet = create_model("resnet20")
+    for name, bn in response_layers(resnet, CIFAR_BATCH):  # post-activation: conv1 -> bn1, conv2 -> bn2
+        assert bn is resnet.get_submodule(name.replace("conv", "bn"))
 
 
 def test_a_net_without_bn_after_3x3_is_a_clear_error():
     with pytest.raises(ConfigError, match="no 3x3 convolution followed by a BN"):
-        response_layers(torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU()))
+        response_layers(torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU()), CIFAR_BATCH)
 
 
 def test_stds_equal_the_layers_run_by_hand():

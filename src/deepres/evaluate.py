@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .choices import TEST_MODES
-from .data.augment import to_float
+from .data.augment import resize_short, to_float
 from .data.dataset import FileSet, ImageSet
 from .data.loader import SINGLE, Shard, eval_batches, eval_file_batches
 from .data.pipeline import Pipeline
@@ -76,22 +76,14 @@ class Evaluator:
             x = to_float(images)
             crop = p.crop or x.shape[-1]
             if p.resize:
-                x = _resize_short(x, p.resize)  # ImageNet: crops of the image resized to 256
+                x = resize_short(x, p.resize)  # ImageNet: crops of the image resized to 256
             elif p.pad:
                 x = F.pad(x, (p.pad,) * 4)  # CIFAR: crops of the zero-padded image, as in training
             probs = torch.stack([self._logits(p.normalize_batch(c)).softmax(1) for c in ten_crops(x, crop)]).mean(0)
         else:  # multi-scale: the whole image at each scale, fully convolutional, plus mirror images
             x = to_float(images)
-            probs = torch.stack([self._probs(p.normalize_batch(_resize_short(x, s))) for s in self.scales]).mean(0)
+            probs = torch.stack([self._probs(p.normalize_batch(resize_short(x, s))) for s in self.scales]).mean(0)
         return probs.clamp_min(1e-12).log()
-
-
-def _resize_short(x: Tensor, short: int) -> Tensor:
-    h, w = x.shape[-2:]
-    if min(h, w) == short:
-        return x
-    f = short / min(h, w)
-    return F.interpolate(x, size=(round(h * f), round(w * f)), mode="bilinear", antialias=True, align_corners=False)
 
 
 def evaluate(

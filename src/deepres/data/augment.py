@@ -2,9 +2,11 @@
 
 Batches arrive as uint8 (N, H, W, C). Geometric augmentation works on uint8 by index arithmetic;
 ``to_float`` then gives float (N, C, H, W) in [0, 1] whose memory is already channels-last.
-Every random choice is read from ``u``, a tensor of uniform draws with one row per image, which the
-caller makes from (seed, step) for the whole global batch: resuming a run, or splitting a batch
-over processes, gives every image exactly the same augmentation.
+Every random choice is read from ``u``, a tensor of uniform draws with one row per image, made by
+``batch_draws`` from (seed, step) for the whole global batch: resuming a run, splitting a batch
+over processes, or streaming the images from disk (where the loader's workers apply the geometric
+part to one image at a time, with the same functions and the same draws) gives every image exactly
+the same augmentation.
 """
 
 from __future__ import annotations
@@ -17,6 +19,12 @@ from torch import Tensor
 PCA_EIGVAL = torch.tensor([0.2175, 0.0188, 0.0045])
 PCA_EIGVEC = torch.tensor([[-0.5675, 0.7192, 0.4009], [-0.5808, -0.0045, -0.8140], [-0.5836, -0.6948, 0.4203]])
 GRAY_WEIGHTS = torch.tensor([0.299, 0.587, 0.114])
+
+
+def batch_draws(seed: int, step: int, batch_size: int, per_image: int) -> Tensor:
+    """Uniform draws in [0, 1) for every image of the global batch of training step ``step``."""
+    g = torch.Generator().manual_seed((seed + 1) * 2**32 + step)
+    return torch.rand(batch_size, per_image, generator=g)
 
 
 def _int(u: Tensor, high: int) -> Tensor:
@@ -51,6 +59,11 @@ def to_float(x: Tensor) -> Tensor:
     return x.permute(0, 3, 1, 2).float().div_(255.0)
 
 
+def to_uint8(x: Tensor) -> Tensor:
+    """Float (N, C, H, W) in [0, 1] -> uint8 (N, H, W, C), rounded: ``to_float``'s inverse."""
+    return x.mul(255.0).round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
+
+
 def scale_crop_flip(x: Tensor, crop: int, scale: tuple[int, int], u: Tensor) -> Tensor:
     """ImageNet-style augmentation on a float batch of one image size: the shorter side resized to a
     random length in ``scale``, a random ``crop`` x ``crop`` window, a random flip. One bilinear
@@ -70,12 +83,21 @@ def scale_crop_flip(x: Tensor, crop: int, scale: tuple[int, int], u: Tensor) -> 
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
 
 
-def resize_center_crop(x: Tensor, resize: int, crop: int) -> Tensor:
-    """Evaluation: shorter side to ``resize`` (antialiased), then the central ``crop`` square."""
+def resize_short(x: Tensor, short: int) -> Tensor:
+    """The one evaluation resize: a float batch's shorter side to ``short`` (bilinear, antialiased)."""
     h, w = x.shape[-2:]
-    if min(h, w) != resize:
-        f = resize / min(h, w)
-        x = F.interpolate(x, size=(round(h * f), round(w * f)), mode="bilinear", antialias=True, align_corners=False)
+    if min(h, w) == short:
+        return x
+    f = short / min(h, w)
+    return F.interpolate(x, size=(round(h * f), round(w * f)), mode="bilinear", antialias=True, align_corners=False)
+
+
+def resize_center_crop(x: Tensor, resize: int, crop: int) -> Tensor:
+    """Evaluation: shorter side to ``resize`` (0: as is), then the central ``crop`` square (0: all)."""
+    if resize:
+        x = resize_short(x, resize)
+    if not crop:
+        return x
     h, w = x.shape[-2:]
     top, left = (h - crop) // 2, (w - crop) // 2
     return x[..., top : top + crop, left : left + crop]

@@ -1,8 +1,9 @@
 """Batches for training and evaluation, sharded over processes.
 
 In memory: uint8 images are indexed straight from one tensor, no workers (they would compete with
-the model for the cores). Streamed: worker processes decode files and do the per-image geometric
-augmentation with PIL; colour and normalisation stay whole-batch ops in the main process.
+the model for the cores). Streamed: worker processes decode files and, for ImageNet-style
+augmentation, do the geometric part per image with the batch pipeline's own function and draws;
+colour and normalisation stay whole-batch ops in the main process.
 
 An epoch's order is a pure function of (seed, epoch), and each global batch is split into equal
 contiguous parts, one per rank, so N processes see exactly the batches one process would.
@@ -10,7 +11,6 @@ contiguous parts, one per rank, so N processes see exactly the batches one proce
 
 from __future__ import annotations
 
-import random
 import signal
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,6 +21,7 @@ import torch
 from PIL import Image
 
 from ..errors import DeepresError
+from .augment import batch_draws, resize_center_crop, scale_crop_flip, to_float, to_uint8
 from .dataset import FileSet, ImageSet
 from .folder import IMAGE_ERRORS, to_8bit
 
@@ -85,57 +86,50 @@ def _open(path: Path, channels: int) -> Image.Image:
     return to_8bit(im, channels)
 
 
-def _resize_short(im: Image.Image, short: int) -> Image.Image:
-    w, h = im.size
-    f = short / min(w, h)
-    return im.resize((max(1, round(w * f)), max(1, round(h * f))), Image.BILINEAR)
-
-
 def _as_array(im: Image.Image) -> np.ndarray:
     a = np.array(im, dtype=np.uint8)  # a writable copy: torch.from_numpy warns on PIL's read-only view
     return a[..., None] if a.ndim == 2 else a
 
 
+def _decode(path: Path, channels: int) -> torch.Tensor:
+    """One file as a uint8 (1, H, W, C) batch."""
+    return torch.from_numpy(_as_array(_open(path, channels)))[None]
+
+
 def decode_eval(path: Path, channels: int, resize: int, crop: int) -> np.ndarray:
-    """Shorter side to ``resize``, central ``crop`` square (both 0: as is)."""
-    im = _open(path, channels)
+    """Shorter side to ``resize``, central ``crop`` square (both 0: as is): the batch pipeline's own
+    evaluation resize, applied to one image."""
+    x = _decode(path, channels)
     if resize:
-        im = _resize_short(im, resize)
-    if crop:
-        w, h = im.size
-        left, top = (w - crop) // 2, (h - crop) // 2
-        im = im.crop((left, top, left + crop, top + crop))
-    return _as_array(im)
+        x = to_uint8(resize_center_crop(to_float(x), resize, crop))
+    elif crop:
+        x = to_uint8(resize_center_crop(to_float(x), 0, crop))
+    return x[0].numpy()
 
 
-def decode_train(path: Path, channels: int, crop: int, scale: tuple[int, int], rng: random.Random) -> np.ndarray:
-    """Scale augmentation: shorter side random in ``scale``, random ``crop`` square, random flip."""
-    im = _resize_short(_open(path, channels), rng.randint(*scale))
-    w, h = im.size
-    left, top = rng.randint(0, max(0, w - crop)), rng.randint(0, max(0, h - crop))
-    im = im.crop((left, top, left + crop, top + crop))
-    if rng.random() < 0.5:
-        im = im.transpose(Image.FLIP_LEFT_RIGHT)
-    return _as_array(im)
+def decode_train(path: Path, channels: int, crop: int, scale: tuple[int, int], u: torch.Tensor) -> np.ndarray:
+    """Scale augmentation of one image (shorter side random in ``scale``, random ``crop`` square,
+    random flip) by the in-memory path's own function, with the draws ``u`` (4) of its batch row."""
+    x = scale_crop_flip(to_float(_decode(path, channels)), crop, scale, u[None])
+    return to_uint8(x)[0].numpy()
 
 
 class _FileDataset(torch.utils.data.Dataset):
-    """Decodes one file per item. Items are (index, epoch) so that a training image's random crop
-    depends on (seed, epoch, image) only, whichever worker or rank decodes it."""
+    """Decodes one file per item. A training item is (index, the geometric draws of its batch row),
+    so an image's random crop depends on (seed, step, position in the global batch) only, as in
+    memory, whichever worker or rank decodes it."""
 
-    def __init__(self, split: FileSet, scale_aug: bool, crop: int, resize: int, scale: tuple[int, int], seed: int):
-        self.split, self.scale_aug, self.crop, self.resize, self.scale, self.seed = (
-            split, scale_aug, crop, resize, scale, seed)  # fmt: skip
+    def __init__(self, split: FileSet, scale_aug: bool, crop: int, resize: int, scale: tuple[int, int]):
+        self.split, self.scale_aug, self.crop, self.resize, self.scale = split, scale_aug, crop, resize, scale
 
     def __len__(self) -> int:
         return len(self.split)
 
-    def __getitem__(self, key: tuple[int, int]):
-        index, epoch = key
+    def __getitem__(self, key: tuple[int, tuple[float, ...]]):
+        index, draws = key
         path = self.split.paths[index]
         if self.scale_aug:
-            rng = random.Random(hash((self.seed, epoch, index)))
-            a = decode_train(path, self.split.channels, self.crop, self.scale, rng)
+            a = decode_train(path, self.split.channels, self.crop, self.scale, torch.tensor(draws))
         else:
             a = decode_eval(path, self.split.channels, self.resize, self.crop)
         return torch.from_numpy(a), int(self.split.labels[index])
@@ -170,7 +164,8 @@ class FileLoader:
     """Training batches of a streamed split, decoded by worker processes.
 
     With ImageNet-style augmentation the workers also do the scale augmentation and crop
-    (``cropped``); otherwise they decode the images as they are and the batch pipeline augments.
+    (``cropped``), with the draws the batch pipeline would use in memory; otherwise they decode the
+    images as they are and the batch pipeline augments.
     """
 
     def __init__(self, split: FileSet, batch_size: int, seed: int, pipeline, workers: int, shard: Shard = SINGLE):
@@ -178,21 +173,35 @@ class FileLoader:
             raise DeepresError(f"--batch-size {batch_size} must be divisible by the {shard.world} processes")
         self.cropped = pipeline.augment == "imagenet"
         scale = (pipeline.scale_min, pipeline.scale_max)
-        self.dataset = _FileDataset(split, self.cropped, pipeline.crop, pipeline.resize, scale, seed)
+        self.dataset = _FileDataset(split, self.cropped, pipeline.crop, pipeline.resize, scale)
         self.batch_size, self.seed, self.shard, self.workers = batch_size, seed, shard, workers
+        self.draws_per_image = pipeline.draws_per_image
         self.steps_per_epoch = len(split) // batch_size
 
+    def _draws(self, step: int) -> list[tuple[float, ...]]:
+        """This rank's rows of the geometric draws (``Pipeline.train_batch``'s columns 3-6) of a step."""
+        if not self.cropped:
+            return [()] * (self.batch_size // self.shard.world)
+        u = self.shard.part(batch_draws(self.seed, step, self.batch_size, self.draws_per_image))
+        return [tuple(row) for row in u[:, 3:7].tolist()]
+
     def epoch(self, epoch: int, start: int = 0):
+        """The batches of ``epoch`` from its step ``start``; the training step of its step s is
+        epoch * steps_per_epoch + s, as the trainer counts."""
         perm = epoch_permutation(len(self.dataset), self.seed, epoch)
         keys = [
-            (int(i), epoch)
+            (int(i), u)
             for s in range(start, self.steps_per_epoch)
-            for i in self.shard.part(perm[s * self.batch_size : (s + 1) * self.batch_size])
+            for i, u in zip(
+                self.shard.part(perm[s * self.batch_size : (s + 1) * self.batch_size]),
+                self._draws(epoch * self.steps_per_epoch + s),
+                strict=True,
+            )
         ]
         yield from _batches(self.dataset, keys, self.batch_size // self.shard.world, self.workers)
 
 
 def eval_file_batches(split: FileSet, batch_size: int, resize: int, crop: int, workers: int, shard: Shard = SINGLE):
-    ds = _FileDataset(split, False, crop, resize, (0, 0), 0)
-    keys = [(i, 0) for i in range(shard.rank, len(split), shard.world)]
+    ds = _FileDataset(split, False, crop, resize, (0, 0))
+    keys = [(i, ()) for i in range(shard.rank, len(split), shard.world)]
     yield from _batches(ds, keys, batch_size, workers)

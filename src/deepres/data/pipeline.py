@@ -21,6 +21,7 @@ from .augment import (
     resize_center_crop,
     scale_crop_flip,
     to_float,
+    to_uint8,
 )
 from .dataset import FileSet, ImageSet
 
@@ -117,8 +118,12 @@ class Pipeline:
     def train_batch(self, x: Tensor, u: Tensor, cropped: bool = False) -> Tensor:
         """Augmented, normalised float (N, C, H, W) from uint8 (N, H, W, C) and draws ``u`` (N, 13).
 
-        ``cropped``: the geometric part was already done (streamed data, decoded by workers).
+        ``cropped``: the images already are the view training starts from (streamed data, decoded by
+        workers): the scale-augmented crop for imagenet augmentation, else the evaluation view.
         """
+        if not cropped and self.augment != "imagenet" and (self.resize or self.crop):
+            # What the workers decode streamed images to: augmentation starts from the evaluation view.
+            x = to_uint8(resize_center_crop(to_float(x), self.resize, self.crop))
         if not cropped:
             if self.augment == "cifar":
                 x = pad_crop_flip(x, self.pad, u[:, 0:3])

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..data.augment import batch_draws
 from ..errors import DeepresError
 from ..evaluate import evaluate
 from ..inference import autocast
@@ -271,8 +272,7 @@ class Trainer:
 
     def draws(self, step: int) -> torch.Tensor:
         """Uniform draws for every image of the global batch at ``step``; this rank's rows."""
-        g = torch.Generator().manual_seed((self.recipe.seed + 1) * 2**32 + step)
-        u = torch.rand(self.recipe.batch_size, self.pipeline.draws_per_image, generator=g)
+        u = batch_draws(self.recipe.seed, step, self.recipe.batch_size, self.pipeline.draws_per_image)
         return self.dist.shard.part(u)
 
     def _loop(self, total: int) -> None:
