@@ -7,7 +7,7 @@ import tomllib
 
 import pytest
 
-from conftest import ROOT, run_cli
+from conftest import ROOT, missing, run_cli
 
 COMMITTED_DATA = "../shared/data/cifar10-jpeg.tar.xz"  # as the committed full-budget runs name it
 
@@ -29,6 +29,17 @@ def test_unknown_experiment_is_a_one_line_error(tmp_path):
     result = run_cli("reproduce", "imagenet-in-a-minute", "--out", tmp_path)
     assert result.returncode == 2 and result.stderr.count("\n") == 1
     assert "unknown experiment 'imagenet-in-a-minute'" in result.stderr
+
+
+def test_every_experiment_is_one_contract_and_named_in_the_help(tmp_path):
+    from deepres.reproduce import EXPERIMENTS
+    from deepres.reproduce.experiment import Experiment
+
+    assert all(isinstance(e, Experiment) and e.summary for e in EXPERIMENTS.values())
+    shown = run_cli("reproduce", "--help").stdout
+    assert all(name in shown for name in EXPERIMENTS)
+    counted = run_cli("reproduce", "complexity", "--data", "cifar10", "--out", tmp_path)
+    assert counted.returncode == 2 and "--data: complexity trains nothing" in counted.stderr
 
 
 def test_training_experiments_share_their_runs(tmp_path):
@@ -134,14 +145,19 @@ def test_paper_schedule_report(tmp_path):
     assert re.search(r"^\| plain20 \|.* \| (fp32|bf16) \|$", report, re.M)  # the precision it trained in
 
 
-def test_paper_schedule_names_its_data_by_checksum(tmp_path):
-    from deepres.reproduce.paper_schedule import data_identity
+def test_reports_name_their_data_by_checksum(tmp_path):
+    from deepres.reproduce.report import data_identity, data_note
 
     archive = tmp_path / "cifar10-lossless.tar.xz"
     archive.write_bytes(b"abc")
     digest = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"  # sha256("abc")
     assert data_identity(str(archive)) == f"`cifar10-lossless.tar.xz` (sha256 `{digest}`)"
     assert data_identity("cifar10") == "`cifar10`"
+    assert data_note(str(archive)) == f"Data: `cifar10-lossless.tar.xz` (sha256 `{digest}`)."  # not a known archive
+    jpeg = ROOT / COMMITTED_DATA
+    if not jpeg.is_file():
+        missing(f"{jpeg} (the JPEG CIFAR-10 archive)")
+    assert "a JPEG (quality 75) re-encode of the official CIFAR-10 images, not pixel-exact" in data_note(str(jpeg))
 
 
 def test_compute_minutes_ignore_a_paused_epoch(tmp_path):
@@ -164,6 +180,8 @@ def test_median_throughput_shows_a_run_that_shared_its_cores(tmp_path):
 def test_committed_reports_are_remade_from_their_logs(tmp_path, experiment):
     """The committed full-budget reports rest on the logs committed beside them: with an empty run
     store (no checkpoints at all), `--no-train` remakes each report word for word."""
+    if not (ROOT / COMMITTED_DATA).is_file():
+        missing(f"{ROOT / COMMITTED_DATA} (the reports name their data by its checksum)")
     committed = ROOT / "results" / experiment
     out = tmp_path / "results"
     shutil.copytree(committed / "runs", out / experiment / "runs")

@@ -1,26 +1,22 @@
 """The paper's experiments as commands: ``deepres reproduce EXPERIMENT [--budget small|full]`` writes
 ``results/<experiment>/`` with a report.md (the paper's figure, ours, the difference), PNG figures and
-the logs of the runs it used."""
+the logs of the runs it used. Every experiment is an ``Experiment`` (``experiment.py``): it is
+handed a ``Request`` and returns a ``Report``."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import DeepresError
 from . import cifar, complexity, paper_schedule, responses, shortcuts
+from .experiment import Experiment, Request
 
 BUDGETS = ("small", "full")
-EXPERIMENTS: dict[str, Callable[..., Path]] = {
-    "complexity": complexity.run,
-    "cifar": cifar.run_cifar,
-    "degradation": cifar.run_degradation,
-    "shortcuts": shortcuts.run,
-    "responses": responses.run,
-    "paper-schedule": paper_schedule.run,
-}
-# Experiments that train (and take --data)
-TRAINS = {"cifar", "degradation", "shortcuts", "responses", "paper-schedule"}
+EXPERIMENTS: dict[str, Experiment] = {
+    e.name: e
+    for e in (complexity.EXPERIMENT, cifar.CIFAR, cifar.DEGRADATION, shortcuts.EXPERIMENT, responses.EXPERIMENT,
+              paper_schedule.EXPERIMENT)
+}  # fmt: skip
 
 
 def reproduce(name: str, budget: str = "small", out: str | Path = "results", data: str | None = None,
@@ -32,8 +28,7 @@ def reproduce(name: str, budget: str = "small", out: str | Path = "results", dat
         raise DeepresError(f"unknown experiment {name!r}; expected one of {', '.join(EXPERIMENTS)}")
     if budget not in BUDGETS:
         raise DeepresError(f"--budget {budget}: expected one of {', '.join(BUDGETS)}")
-    folder = Path(out) / name
-    folder.mkdir(parents=True, exist_ok=True)
-    if name in TRAINS:
-        return EXPERIMENTS[name](folder, budget, data, Path(store), train)
-    return EXPERIMENTS[name](folder, budget)
+    experiment = EXPERIMENTS[name]
+    if data is not None and not experiment.trains:
+        raise DeepresError(f"--data: {name} trains nothing and reads no data")
+    return experiment.run(Request(Path(out) / name, budget, data, Path(store), train))

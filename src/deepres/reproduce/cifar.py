@@ -8,8 +8,8 @@ import statistics
 from pathlib import Path
 
 from ..analysis.complexity import complexity
-from ..io import write_text_atomic
-from .report import DATA_CAVEAT, compare, markdown_table, missing_note, small_note
+from .experiment import Experiment, Report, Request
+from .report import compare, data_note, markdown_table, recipe_note, small_note
 from .runs import (
     Budget,
     compute_minutes,
@@ -98,34 +98,29 @@ def table(runs: dict[str, list[Path]]) -> str:
     return markdown_table(header, rows)
 
 
-def run_cifar(
-    folder: Path, budget: str, data: str | None = None, store: Path = Path("runs"), train: bool = True
-) -> Path:
-    b = budget_for(budget, data)
-    residual, plain = NETS[budget]
-    runs, missing = train_all(folder, b, residual + plain, store, train)
-    report = f"""# CIFAR-10: the paper's Table 6
-
-{b.label}, seeds {list(b.seeds)}; budget `{budget}`.{small_note(budget)} Test error of the
+def make_cifar(q: Request) -> Report:
+    b = budget_for(q.budget, q.data)
+    residual, plain = NETS[q.budget]
+    runs, missing = train_all(q.folder, b, residual + plain, q.store, q.train)
+    body = f"""{b.label}, seeds {list(b.seeds)}; budget `{q.budget}`.{small_note(q.budget)} Test error of the
 **last** checkpoint, so the validation split (held out of the training set) selects nothing that the
 test set then reports (no best-epoch-on-test numbers). The paper trains 64k iterations with lr
-0.1 / 0.01 / 0.001; `cifar-fast` trains 30 epochs (10.5k iterations) of one-cycle SGD. {DATA_CAVEAT}
+0.1 / 0.01 / 0.001. {recipe_note(b.resolved_recipe())}
+
+{data_note(b.data)}
+
 Compute is of the machine as it was: a run that shared its cores with another job for most of its
 epochs shows a low img/s for its net, and its minutes overstate what the net costs alone.
 
 {table(runs)}
-{missing_note(missing)}
+
 Paper: He et al. 2015, Table 6. akamaster: github.com/akamaster/pytorch_resnet_cifar10, which reports
-the best epoch on the test set (an optimistic protocol). Logs: [runs/](runs/).
+the best epoch on the test set (an optimistic protocol).
 """
-    path = folder / "report.md"
-    write_text_atomic(path, report)
-    return path
+    return Report("CIFAR-10: the paper's Table 6", body, missing)
 
 
-def run_degradation(
-    folder: Path, budget: str, data: str | None = None, store: Path = Path("runs"), train: bool = True
-) -> Path:
+def make_degradation(q: Request) -> Report:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -133,12 +128,13 @@ def run_degradation(
 
     from ..analysis.curves import depth_colors, plot_runs
 
-    b = budget_for(budget, data)
-    residual, plain = NETS[budget]
+    folder = q.folder
+    b = budget_for(q.budget, q.data)
+    residual, plain = NETS[q.budget]
     # The nets the two findings compare come first, so a partial report can state them early.
     compared = [SHALLOW_PLAIN, DEEP_PLAIN, SHALLOW_RESIDUAL, DEEP_RESIDUAL]
     order = compared + [n for n in plain + residual if n not in compared]
-    runs, missing = train_all(folder, b, order, store, train)
+    runs, missing = train_all(folder, b, order, q.store, q.train)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), dpi=120, sharey=True)
     # One colour per depth in both panels (plain-56 and ResNet-56 alike), and a y range that fits
     # both (the shared axis would otherwise keep the last panel's).
@@ -173,9 +169,7 @@ def run_degradation(
           len(metrics(runs[n][0])), f"{sum(compute_minutes(r) for r in runs[n]):.1f}"]
          for n in plain + residual if n in runs],
     )  # fmt: skip
-    report = f"""# Degradation: the paper's Fig. 6
-
-{b.label}, seeds {list(b.seeds)}; budget `{budget}`.{small_note(budget)} {DATA_CAVEAT}
+    body = f"""{b.label}, seeds {list(b.seeds)}; budget `{q.budget}`.{small_note(q.budget)} {data_note(b.data)}
 
 ![Fig. 6](fig6.png)
 
@@ -187,9 +181,9 @@ evaluated once, at the end). The paper's Fig. 6 plots test error.
 Where each run ended (training error: the last epoch's running error on augmented batches):
 
 {ends}
-{missing_note(missing)}
-Logs: [runs/](runs/).
 """
-    path = folder / "report.md"
-    write_text_atomic(path, report)
-    return path
+    return Report("Degradation: the paper's Fig. 6", body, missing)
+
+
+CIFAR = Experiment("cifar", True, make_cifar, "Table 6: CIFAR-10 test error of ResNet-20..110 and plain nets")
+DEGRADATION = Experiment("degradation", True, make_degradation, "Fig. 6: plain nets degrade with depth, ResNets do not")

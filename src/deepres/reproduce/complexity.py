@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..analysis.complexity import Complexity, complexity
-from ..io import write_text_atomic
+from .experiment import Experiment, Report, Request
 from .report import difference, markdown_table
 
 IMAGENET = ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152"]
@@ -52,13 +52,12 @@ def fig3(nets: list[Complexity], png: Path) -> str:
     return markdown_table(["net", "params (M)", "mult-adds (G)", "paper", "difference"], rows)
 
 
-def run(folder: Path, budget: str) -> Path:
+def make(q: Request) -> Report:
+    folder, budget = q.folder, q.budget
     imagenet = [complexity(n) for n in IMAGENET]
     cifar = [complexity(n) for n in CIFAR]
     fig = [complexity(n) for n in FIG3]
-    report = f"""# Complexity: the paper's Table 1, Table 6's parameter column and Fig. 3
-
-Counted by `deepres reproduce complexity` from the real modules (a forward pass with hooks on every
+    body = f"""Counted by `deepres reproduce complexity` from the real modules (a forward pass with hooks on every
 convolution and fully-connected layer), not from a table of constants. Multiply-adds per image at
 the native input (224 for ImageNet nets, 32 for CIFAR nets); layers counted as the paper does
 (projection shortcuts excluded). Budget: {budget} (no training; the same at every budget).
@@ -84,6 +83,7 @@ are within {max(abs(c.params_deviation()) for c in imagenet):.1f} % and \
 The 34-layer residual net costs the plain net's multiply-adds plus only its projection shortcuts
 (option B, {100 * (fig[2].macs / fig[1].macs - 1):.1f} % more): {100 * fig[2].macs / fig[0].macs:.0f} % of VGG-19's.
 """
-    path = folder / "report.md"
-    write_text_atomic(path, report)
-    return path
+    return Report("Complexity: the paper's Table 1, Table 6's parameter column and Fig. 3", body, logs=False)
+
+
+EXPERIMENT = Experiment("complexity", False, make, "Table 1, Table 6's parameters and Fig. 3, counted from the modules")

@@ -5,17 +5,15 @@ Table 6's numbers beside ours, mean +- std over seeds, and Fig. 6-style curves o
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..analysis.complexity import complexity
-from ..io import write_text_atomic
-from ..train.recipe import load_recipe
 from ..train.rundir import RunDir
 from .cifar import AKAMASTER, PAPER, final_train_error, mean_std, two_places
-from .report import compare, markdown_table, missing_note, small_note
+from .experiment import Experiment, Report, Request
+from .report import compare, data_note, markdown_table, small_note
 from .runs import Budget, compute_minutes, copy_logs, finished_run, median_throughput, metrics, report_logs, test_error
 
 RECIPE = "cifar-paper"
@@ -58,18 +56,6 @@ def budget(name: str, data: str | None) -> Budget:
         changes = (("iterations", 40), ("milestones", [20, 30]), ("val_split", 500))
         return Budget("small", RECIPE, data or "cifar10-sample", (0,), changes)
     return Budget("full", RECIPE, data or "cifar10", (0,))
-
-
-def data_identity(data: str) -> str:
-    """The data as a reader can check it: a file by its sha256, a dataset by its name."""
-    path = Path(data).expanduser()
-    if not path.is_file():
-        return f"`{data}`"
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return f"`{path.name}` (sha256 `{h.hexdigest()}`)"
 
 
 def precisions(run: Path) -> str:
@@ -149,16 +135,15 @@ def figure(folder: Path, done: list[tuple[Planned, list[Path]]], milestones: lis
     plt.close(fig)
 
 
-def run(
-    folder: Path, budget_name: str, data: str | None = None, store: Path = Path("runs"), train: bool = True
-) -> Path:
-    b = budget(budget_name, data)
+def make(q: Request) -> Report:
+    folder, budget_name = q.folder, q.budget
+    b = budget(budget_name, q.data)
     done, missing, logs = [], [], report_logs(folder)
     for plan in PLANS[budget_name]:
         planned = dataclasses.replace(b, seeds=plan.seeds, overrides=b.overrides + plan.changes)
         runs = []
         for seed in plan.seeds:
-            run_dir = finished_run(store, logs, planned, plan.net, seed, tag=plan.tag, train=train)
+            run_dir = finished_run(q.store, logs, planned, plan.net, seed, tag=plan.tag, train=q.train)
             if run_dir is None:
                 missing.append(f"{plan.label} seed {seed}")
                 continue
@@ -166,11 +151,9 @@ def run(
             runs.append(run_dir)
         if runs:
             done.append((plan, runs))
-    recipe = load_recipe(RECIPE).replace(**dict(b.overrides))
+    recipe = b.resolved_recipe()
     figure(folder, done, sorted(recipe.milestones))
-    report = f"""# The paper's CIFAR-10 schedule, exactly
-
-{b.label}; budget `{budget_name}`.{small_note(budget_name)} Data: {data_identity(b.data)}.
+    body = f"""{b.label}; budget `{budget_name}`.{small_note(budget_name)} {data_note(b.data)}
 The recipe is the paper's Sec. 4.2 protocol: batch {recipe.batch_size}, SGD momentum {recipe.momentum}, weight decay
 {recipe.weight_decay} on every parameter, lr {recipe.lr} divided by {1 / recipe.gamma:g} at
 {" and ".join(f"{m:,}" for m in recipe.milestones)} iterations, stop at {recipe.iterations:,}; 4-pixel zero
@@ -183,7 +166,7 @@ reports then trained on all 50k; ours train on the training set less {recipe.val
 {findings(done)}
 
 {table(done)}
-{missing_note(missing)}
+
 ![Fig. 6 at the paper's schedule](fig6.png)
 
 Thin dashed: training error (running, on augmented batches); bold: validation error on the held-out
@@ -192,8 +175,9 @@ images; dotted: the lr drops. Each net's first seed. The paper's Fig. 6 plots te
 Paper: He et al. 2015, Table 6 (ResNet-110's 6.43 is its best of 5 runs; mean 6.61 +- 0.16).
 akamaster: github.com/akamaster/pytorch_resnet_cifar10 (best epoch picked on the test set, an
 optimistic protocol). Compute is of the machines the runs used (see each run's `env.json`
-segments); a run that shared its cores shows a low img/s. Logs: [runs/](runs/).
+segments); a run that shared its cores shows a low img/s.
 """
-    path = folder / "report.md"
-    write_text_atomic(path, report)
-    return path
+    return Report("The paper's CIFAR-10 schedule, exactly", body, missing)
+
+
+EXPERIMENT = Experiment("paper-schedule", True, make, "Table 6 and Fig. 6 at the paper's exact CIFAR-10 schedule")

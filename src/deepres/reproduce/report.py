@@ -2,10 +2,50 @@
 
 from __future__ import annotations
 
-DATA_CAVEAT = (
-    "Our CIFAR-10 is the JPEG re-encode of the official images in `../shared/data/cifar10-jpeg.tar.xz` "
-    "(the same 50,000 + 10,000 images, lossy-compressed once), not the official PNG-exact pickles."
-)
+import functools
+import hashlib
+from pathlib import Path
+
+from ..train.recipe import Recipe
+
+# What the archives in ../shared/data are (its README), by sha256: a report says what its data is.
+KNOWN_DATA = {
+    "a17edd0fcf80019f7288422aa8747176a0c80b65a4610da2f3cf307115e6a63e": "the official CIFAR-10, pixel-exact",
+    "90c4f18aab7d45791ea1bb6d23957dbee5c29df52335c4605508721a968932fb": (
+        "a JPEG (quality 75) re-encode of the official CIFAR-10 images, not pixel-exact: it costs "
+        "accuracy, so its errors are not comparable with the paper's"
+    ),
+}
+
+
+@functools.cache
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def data_identity(data: str) -> str:
+    """The data as a reader can check it: a file by its sha256, a dataset by its name."""
+    path = Path(data).expanduser()
+    if not path.is_file():
+        return f"`{data}`"
+    return f"`{path.name}` (sha256 `{sha256(path)}`)"
+
+
+def data_note(data: str) -> str:
+    """'Data: ...', with what the data is where its checksum is known."""
+    path = Path(data).expanduser()
+    what = KNOWN_DATA.get(sha256(path)) if path.is_file() else None
+    return f"Data: {data_identity(data)}" + (f", {what}." if what else ".")
+
+
+def recipe_note(recipe: Recipe) -> str:
+    """The recipe in its own words (its ``description``), named."""
+    return f"Recipe `{recipe.name}`: {recipe.description}" if recipe.description else f"Recipe `{recipe.name}`."
+
 
 SMALL_NOTE = " The small budget (a few dozen iterations on the embedded sample) checks the machinery, not the paper."
 

@@ -18,7 +18,8 @@ from ..io import write_text_atomic
 from ..train.checkpoint import load_checkpoint, model_from_checkpoint
 from ..train.rundir import RunDir
 from .cifar import budget_for, train_all
-from .report import DATA_CAVEAT, compare, markdown_table, missing_note, small_note
+from .experiment import Experiment, Report, Request
+from .report import compare, data_note, markdown_table, small_note
 from .runs import copy_logs
 
 NETS = {
@@ -101,9 +102,10 @@ def unmeasured_note(nets: list[str]) -> str:
             "responses.json is at hand.\n")  # fmt: skip
 
 
-def run(folder: Path, budget: str, data: str | None = None, store: Path = Path("runs"), train: bool = True) -> Path:
-    b = budget_for(budget, data)
-    runs, missing = train_all(folder, b, NETS[budget], store, train)
+def make(q: Request) -> Report:
+    folder = q.folder
+    b = budget_for(q.budget, q.data)
+    runs, missing = train_all(folder, b, NETS[q.budget], q.store, q.train)
     stds, unmeasured = measure(runs, b.data)
     for rs in runs.values():
         copy_logs(rs[0], folder / "runs" / rs[0].name)  # now with its responses.json
@@ -114,12 +116,10 @@ def run(folder: Path, budget: str, data: str | None = None, store: Path = Path("
         ["net", "3x3 layers", "mean std", "median std", "max std"],
         [[n, len(v), f"{mean[n]:.3f}", f"{statistics.median(v):.3f}", f"{max(v):.3f}"] for n, v in stds.items()],
     )
-    report = f"""# Layer responses: the paper's Fig. 7
-
-{b.label}, seed {list(b.seeds)}; budget `{budget}`.{small_note(budget)} For each net's last checkpoint, the standard
-deviation of every 3x3 layer's output after its BN and before the ReLU or the residual addition
-(the stem convolution included), over all elements (images, channels, positions) of the test set,
-in eval mode (fp32). {DATA_CAVEAT}
+    body = f"""{b.label}, seed {list(b.seeds)}; budget `{q.budget}`.{small_note(q.budget)}
+For each net's last checkpoint, the standard deviation of every 3x3 layer's output after its BN and
+before the ReLU or the residual addition (the stem convolution included), over all elements (images,
+channels, positions) of the test set, in eval mode (fp32). {data_note(b.data)}
 
 ![Fig. 7](fig7.png)
 
@@ -129,9 +129,8 @@ Top: in layer order; bottom: sorted by magnitude. Dashed: plain nets. Per-layer 
 {table}
 
 {findings(mean)}
-{missing_note(missing)}{unmeasured_note(unmeasured)}
-Logs: [runs/](runs/).
-"""
-    path = folder / "report.md"
-    write_text_atomic(path, report)
-    return path
+{unmeasured_note(unmeasured)}"""
+    return Report("Layer responses: the paper's Fig. 7", body, missing)
+
+
+EXPERIMENT = Experiment("responses", True, make, "Fig. 7: the std of each 3x3 layer's response, plain vs residual")

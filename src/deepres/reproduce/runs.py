@@ -34,6 +34,10 @@ class Budget:
         extra = ", ".join(f"{k}={v}" for k, v in self.overrides)
         return f"recipe `{self.recipe}`" + (f" ({extra})" if extra else "") + f" on `{self.data}`"
 
+    def resolved_recipe(self) -> Recipe:
+        """The recipe with the budget's overrides (before a net or seed is chosen)."""
+        return load_recipe(self.recipe).replace(**dict(self.overrides))
+
 
 def small(data: str | None) -> Budget:
     # Minutes on 2 cores: the embedded 5,000-image sample, one epoch. Shows the machinery, not the paper.

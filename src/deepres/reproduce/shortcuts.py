@@ -10,9 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..analysis.complexity import complexity
-from ..io import write_text_atomic
 from .cifar import budget_for
-from .report import DATA_CAVEAT, markdown_table, missing_note, small_note
+from .experiment import Experiment, Report, Request
+from .report import data_note, markdown_table, small_note
 from .runs import Budget, compute_minutes, copy_logs, finished_run, report_logs, test_error
 
 OPTIONS = ("A", "B", "C")
@@ -85,30 +85,33 @@ HEADER = ["net", "shortcut", "params (M)", "mult-adds (M)", "ours: test error %"
           "paper Table 3 (ImageNet ResNet-34, top-1 10-crop)", "train minutes (median epoch x epochs)"]  # fmt: skip
 
 
-def run(folder: Path, budget: str, data: str | None = None, store: Path = Path("runs"), train: bool = True) -> Path:
-    cifar = budget_for(budget, data)
-    images = folder_budget(budget, data)
-    cifar_rows, cifar_missing = rows_for(CIFAR_NETS[budget], cifar, store, folder, train)
-    folder_rows, folder_missing = rows_for([FOLDER_NET], images, store, folder, train, folder_net=True)
-    report = f"""# Shortcuts: options A, B and C (the paper's Table 3)
-
-Budget `{budget}`, seed {list(cifar.seeds)}.{small_note(budget)} A: identity shortcuts, zero-padded where the channels
-grow (no parameters); B: projections (1x1 conv + BN) only where the shape changes; C: projections on
-every shortcut. Test error of the last checkpoint (the validation split selects nothing). {DATA_CAVEAT}
+def make(q: Request) -> Report:
+    cifar = budget_for(q.budget, q.data)
+    images = folder_budget(q.budget, q.data)
+    cifar_rows, cifar_missing = rows_for(CIFAR_NETS[q.budget], cifar, q.store, q.folder, q.train)
+    folder_rows, folder_missing = rows_for([FOLDER_NET], images, q.store, q.folder, q.train, folder_net=True)
+    r = images.resolved_recipe()
+    widths = FOLDER_OPTIONS["widths"]
+    body = f"""Budget `{q.budget}`, seed {list(cifar.seeds)}.{small_note(q.budget)}
+A: identity shortcuts, zero-padded where the channels grow (no parameters); B: projections (1x1 conv +
+BN) only where the shape changes; C: projections on every shortcut. Test error of the last checkpoint
+(the validation split selects nothing).
 
 ## CIFAR-10 nets
 
-{cifar.label}. The paper uses option A for all its CIFAR nets and reports no A/B/C comparison on CIFAR.
+{cifar.label}. {data_note(cifar.data)} The paper uses option A for all its CIFAR nets and reports no A/B/C
+comparison on CIFAR.
 
 {markdown_table(HEADER[:6] + HEADER[7:], [r[:6] + r[7:] for r in cifar_rows])}
 
 ## An ImageNet-style net on an image folder, at reduced scale
 
-The ResNet-18 layout (7x7/2 stem, max-pool, four stages of two basic blocks) at half width
-(stem 32, stages 32/64/128/256), trained on {images.label} (at the full budget, the CIFAR-10 JPEG
-tree read as any image folder of 32-px images), with the paper's ImageNet augmentation at a quarter of
-its scale (shorter side 64-120, 56 crop; evaluation 64 / centre 56). The paper's figures are
-ResNet-34 on ImageNet: compare the ordering and the size of the differences, not the errors.
+The ResNet-18 layout (7x7/2 stem, max-pool, four stages of two basic blocks) at reduced width
+(stem {FOLDER_OPTIONS["stem_width"]}, stages {"/".join(str(w) for w in widths)}), trained on {images.label}
+read as an image folder, with the paper's ImageNet augmentation at reduced scale (shorter side
+{r.scale_min}-{r.scale_max}, {r.crop} crop; evaluation {r.resize} / centre {r.crop}). {data_note(images.data)}
+The paper's figures are ResNet-34 on ImageNet: compare the ordering and the size of the differences,
+not the errors.
 
 {markdown_table(HEADER, folder_rows)}
 
@@ -117,10 +120,8 @@ Table 3: C < B < A, with differences small enough (0.5 and 0.3 points) that "pro
 not essential for addressing the degradation problem". One seed per option here: the paper's own
 ResNet-110 runs spread by a standard deviation of 0.16 points (Table 6, 5 runs), so single-seed
 differences of a few tenths on CIFAR are within seed-to-seed noise.
-
-{missing_note(cifar_missing + folder_missing)}
-Logs: [runs/](runs/).
 """
-    path = folder / "report.md"
-    write_text_atomic(path, report)
-    return path
+    return Report("Shortcuts: options A, B and C (the paper's Table 3)", body, cifar_missing + folder_missing)
+
+
+EXPERIMENT = Experiment("shortcuts", True, make, "Table 3's options A/B/C on CIFAR nets and a ResNet-18 layout")
