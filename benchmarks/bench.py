@@ -9,6 +9,9 @@ Inference at 224 (ResNet-18/50, batch 1 and 32): the reference is eager fp32 NCH
 (fast precision + channels_last); deepres compiled and frozen (torch.compile with inductor freezing);
 and ONNX Runtime fp32 on deepres's ONNX export, as a peer.
 
+Time to accuracy: the training images each committed run (results/*/runs/) needed to reach the
+paper's error on its validation split, and the minutes they take at the speed measured here.
+
 Variants alternate in rounds, and the table reports medians, so the machine's drift hits every
 variant alike. The fp32 and bf16 peaks come from a large convolution timed in the same run.
 
@@ -180,6 +183,37 @@ def bench_training(names: list[str], rounds: int, steps: int, workers: int, comp
     return rows
 
 
+def time_to_accuracy(train_rows: list[dict], results: Path) -> list[dict]:
+    """For every committed run of a net just timed (its logs under results/*/runs/), the training
+    images it needed to reach the paper's test error on its validation split, and what they take on
+    this machine at the training speed just measured: time to accuracy from the logs, not a new run."""
+    from deepres.reproduce.cifar import PAPER
+    from deepres.reproduce.runs import images_to_error, metrics
+    from deepres.train.rundir import RunDir
+
+    speed = {r["model"]: max(v for k, v in r.items() if k.startswith("deepres") and k.endswith("img/s"))
+             for r in train_rows}  # fmt: skip
+    rows, seen = [], set()
+    for run in sorted(results.glob("*/runs/*")):
+        net = run.name.split("-")[0]
+        if net not in speed or net not in PAPER or not RunDir(run).finished or run.name in seen:
+            continue
+        seen.add(run.name)  # reports share runs: each once
+        recipe, target = RunDir(run).recipe(), PAPER[net]
+        reached = images_to_error(run, target)
+        best = min(m["val_error"] for m in metrics(run) if "val_error" in m)
+        row = {"run": str(run.relative_to(results.parent)), "recipe": recipe["name"],
+               "data": Path(recipe["data"]).name, "target val error %": target}  # fmt: skip
+        if reached is None:
+            row.update({"images to target (M)": f"not reached (best {best:.2f} %)", "minutes here": "-"})
+        else:
+            images, _ = reached
+            row.update({"images to target (M)": round(images / 1e6, 2),
+                        "minutes here": round(images / speed[net] / 60, 1)})  # fmt: skip
+        rows.append(row)
+    return rows
+
+
 # --- inference ---------------------------------------------------------------------------------------
 def bench_inference(names: list[str], batches: list[int], rounds: int, quick: bool) -> list[dict]:
     from deepres.export import onnx_bytes
@@ -278,6 +312,10 @@ def main(argv: list[str] | None = None) -> int:
     train = ["resnet20"] if args.quick else ["resnet20", "resnet56", "resnet110"]
     rows = bench_training(train, rounds, 1 if args.quick else args.steps, args.workers, compile=not args.quick)
     print(render(rows, args.format))
+    results = Path(__file__).resolve().parent.parent / "results"
+    reach = time_to_accuracy(rows, results)
+    print(f"time to the paper's error, from the committed run logs in {results} at the speed measured above:")
+    print(render(reach, args.format) if reach else "no committed run of these nets")
     sys.stdout.flush()
     infer = ["resnet18"] if args.quick else ["resnet18", "resnet50"]
     rows = bench_inference(infer, [1] if args.quick else [1, 32], rounds, args.quick)

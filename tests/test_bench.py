@@ -24,3 +24,25 @@ def test_share_of_peak_is_never_printed_above_100_percent():
     bench.PEAK["bf16"] = 232.0  # timed while the machine was busy: half its real 465
     assert bench.share_of_peak(116.0, "bf16") == 50.0
     assert bench.share_of_peak(300.0, "bf16") == "over 100 (peak timed low: 232 GFLOP/s)"
+
+
+def test_time_to_accuracy_comes_from_the_committed_logs(tmp_path):
+    import json
+    import shutil
+
+    from conftest import ROOT
+
+    bench = load_bench()
+    run = tmp_path / "results" / "cifar" / "runs" / "resnet20-s0"
+    shutil.copytree(ROOT / "results" / "cifar" / "runs" / "resnet20-s0", run)
+    timed = [{"model": "resnet20", "reference img/s": 50.0, "deepres img/s": 100.0, "deepres x ref": 2.0}]
+    (row,) = bench.time_to_accuracy(timed, tmp_path / "results")
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    best = min(r["val_error"] for r in rows)
+    assert row["target val error %"] == 8.75 and row["images to target (M)"] == f"not reached (best {best:.2f} %)"
+    rows[19]["val_error"] = 8.5  # as if it had reached the paper's 8.75 % at epoch 20
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (row,) = bench.time_to_accuracy(timed, tmp_path / "results")
+    images = rows[19]["step"] * 128
+    assert row["images to target (M)"] == round(images / 1e6, 2) and row["minutes here"] == round(images / 6000, 1)
+    assert bench.time_to_accuracy([{**timed[0], "model": "resnet56"}], tmp_path / "results") == []

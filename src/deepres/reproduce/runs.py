@@ -143,6 +143,16 @@ def median_throughput(run: Path) -> float:
     return statistics.median(rates) if rates else 0.0
 
 
+def images_to_error(run: Path, target: float) -> tuple[float, int] | None:
+    """(training images seen, epochs) when the run's validation error first reached ``target`` (%),
+    from its logs; None if it never did."""
+    batch = RunDir(run).recipe()["batch_size"]
+    for m in metrics(run):
+        if m.get("val_error", float("inf")) <= target:
+            return m["step"] * batch, m["epoch"]
+    return None
+
+
 def metrics(run: Path) -> list[dict]:
     return RunDir(run).metrics()
 
