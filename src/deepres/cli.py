@@ -158,13 +158,12 @@ def cmd_recipe(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from .data import load_dataset
     from .evaluate import evaluate
-    from .train.checkpoint import find_checkpoint, load_checkpoint, model_from_checkpoint
+    from .train.checkpoint import load_target, model_from_checkpoint
     from .train.parts import split_data
     from .train.recipe import Recipe
 
-    path = find_checkpoint(args.checkpoint, args.which)
-    ckpt = load_checkpoint(path)
-    model, pipeline, classes = model_from_checkpoint(ckpt, str(path))
+    ckpt, path = load_target(args.checkpoint, args.which)
+    model, pipeline, classes = model_from_checkpoint(ckpt, path)
     recipe = Recipe.from_dict(ckpt["recipe"], f"{path} recipe")
     if args.data:
         recipe = recipe.replace(data=args.data, val_split=0)
@@ -183,7 +182,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         res = evaluate(model, split, pipeline, mode, args.flip, args.batch_size, args.precision, compile=args.compile)
         rows.append(
             {
-                "checkpoint": str(path),
+                "checkpoint": path,
                 "split": args.split if args.split != "test" else test_name,
                 "mode": mode + (" + flip" if args.flip or mode == "multi-scale" else ""),
                 "images": res["n"],
@@ -201,11 +200,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     from .data.folder import IMAGE_ERRORS, decode
     from .evaluate import predict_probs
-    from .train.checkpoint import find_checkpoint, load_checkpoint, model_from_checkpoint
+    from .train.checkpoint import load_target, model_from_checkpoint
 
-    path = find_checkpoint(args.checkpoint, args.which)
-    ckpt = load_checkpoint(path)
-    model, pipeline, classes = model_from_checkpoint(ckpt, str(path))
+    ckpt, path = load_target(args.checkpoint, args.which)
+    model, pipeline, classes = model_from_checkpoint(ckpt, path)
     channels = ckpt["in_chans"]
     rows = []
     for image in args.images:
@@ -259,11 +257,16 @@ def cmd_export(args: argparse.Namespace) -> int:
         meta = {"model": args.target, "input": "normalized NCHW float32"}
         export_model(model, out, args.format, (1, args.in_chans, size, size), meta)
     else:
-        from .train.checkpoint import find_checkpoint, load_checkpoint
+        from .pretrained import is_pretrained_name
+        from .train.checkpoint import load_target
 
-        path = find_checkpoint(target, args.which)
-        out = Path(args.out or path.with_suffix(FORMATS[args.format]))
-        export_checkpoint(load_checkpoint(path), out, args.format, str(path), raw=args.raw)
+        ckpt, origin = load_target(args.target, args.which)
+        if is_pretrained_name(args.target):
+            default = Path(origin.replace(":", "-")).with_suffix(FORMATS[args.format])  # resnet56-cifar10.onnx
+        else:
+            default = Path(origin).with_suffix(FORMATS[args.format])
+        out = Path(args.out or default)
+        export_checkpoint(ckpt, out, args.format, origin, raw=args.raw)
     print(out)
     return 0
 
@@ -335,7 +338,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_recipe)
 
     def add_checkpoint(p: argparse.ArgumentParser) -> None:
-        p.add_argument("checkpoint", metavar="CHECKPOINT|RUN_DIR")
+        p.add_argument("checkpoint", metavar="CHECKPOINT|RUN_DIR|NET:TAG",
+                       help="a checkpoint, a run directory, or a pretrained net (e.g. resnet56:cifar10)")  # fmt: skip
         p.add_argument(
             "--which",
             choices=["best", "last"],
@@ -367,7 +371,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("export", help="write a checkpoint (or a bare model) as ONNX, TorchScript or safetensors")
-    p.add_argument("target", metavar="CHECKPOINT|RUN_DIR|MODEL")
+    p.add_argument("target", metavar="CHECKPOINT|RUN_DIR|NET:TAG|MODEL")
     p.add_argument("--format", choices=["onnx", "torchscript", "safetensors"], default="onnx")
     p.add_argument("--out", help="file to write (default: beside the checkpoint, or MODEL.<ext>)")
     p.add_argument("--which", choices=["best", "last"], default="best", help="in a run directory: which checkpoint")

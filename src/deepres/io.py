@@ -1,9 +1,10 @@
-"""Crash-safe file writing: a file is either the old version or the complete new one."""
+"""Crash-safe file writing (a file is either the old version or the complete new one), and checksums."""
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import io
 import os
 import tempfile
@@ -94,3 +95,12 @@ def append_line(path: str | os.PathLike, line: str) -> None:
         if _no_space(e):
             raise DeepresError(f"no space left on the device writing {path}") from None
         raise
+
+
+def sha256(path: str | os.PathLike) -> str:
+    """The file's sha256 (hex), read in chunks."""
+    h = hashlib.sha256()
+    with Path(path).open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

@@ -200,6 +200,7 @@ def create_model(
     num_classes: int | None = None,
     in_chans: int | None = None,
     weights: str | None = None,
+    pretrained: str | None = None,
     **options,
 ) -> nn.Module:
     """Build a registered network.
@@ -207,8 +208,17 @@ def create_model(
     ``num_classes`` defaults to 1000 for ImageNet-style nets and 10 for CIFAR ones; ``options`` are
     any :class:`ResNetSpec` (or :class:`VGGSpec`) fields, e.g. ``shortcut="C"``,
     ``stride_in_3x3=True`` (torchvision "v1.5"), ``zero_init_residual=True``, ``se=True``.
-    ``weights`` is a state-dict file to load (strictly).
+    ``weights`` is a state-dict file to load (strictly). ``pretrained`` (e.g. ``"cifar10"``): the net
+    deepres trained on that data and ships (``list_pretrained()``), in eval mode, with
+    ``model.pretrained_cfg`` (its preprocessing and measured test error).
     """
+    if pretrained is not None:
+        if num_classes is not None or in_chans is not None or weights is not None or options:
+            raise ConfigError(f"create_model({name!r}, pretrained={pretrained!r}): the pretrained net is built as "
+                              "it was trained; pass no num_classes, in_chans, weights or options")  # fmt: skip
+        from ..pretrained import pretrained_model
+
+        return pretrained_model(name, pretrained)
     model = build(model_spec(name, num_classes, in_chans, **options))
     model.model_name = name
     if weights is not None:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import functools
-import hashlib
 from pathlib import Path
 
+from ..io import sha256
 from ..train.recipe import Recipe
 
 # What the archives in ../shared/data are (its README), by sha256: a report says what its data is.
@@ -18,28 +17,20 @@ KNOWN_DATA = {
 }
 
 
-@functools.cache
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def data_identity(data: str) -> str:
     """The data as a reader can check it: a file by its sha256, a dataset by its name."""
     path = Path(data).expanduser()
-    if not path.is_file():
-        return f"`{data}`"
-    return f"`{path.name}` (sha256 `{sha256(path)}`)"
+    return f"`{path.name}` (sha256 `{sha256(path)}`)" if path.is_file() else f"`{data}`"
 
 
 def data_note(data: str) -> str:
     """'Data: ...', with what the data is where its checksum is known."""
     path = Path(data).expanduser()
-    what = KNOWN_DATA.get(sha256(path)) if path.is_file() else None
-    return f"Data: {data_identity(data)}" + (f", {what}." if what else ".")
+    if not path.is_file():
+        return f"Data: `{data}`."
+    digest = sha256(path)
+    what = KNOWN_DATA.get(digest)
+    return f"Data: `{path.name}` (sha256 `{digest}`)" + (f", {what}." if what else ".")
 
 
 def recipe_note(recipe: Recipe) -> str:

@@ -55,6 +55,18 @@ def find_checkpoint(target: str | os.PathLike, which: str = "best") -> Path:
     return path
 
 
+def load_target(target: str | os.PathLike, which: str = "best") -> tuple[dict, str]:
+    """(checkpoint, its name for messages) of what eval, predict and export are pointed at: a
+    checkpoint file, a run directory (its ``best.pt``, else ``last.pt``), or a pretrained net
+    ``NET:TAG`` (``deepres.list_pretrained()``)."""
+    from ..pretrained import is_pretrained_name, load_pretrained
+
+    if is_pretrained_name(str(target)):
+        return load_pretrained(str(target)), str(target)
+    path = find_checkpoint(target, which)
+    return load_checkpoint(path), str(path)
+
+
 def reported_weights(ckpt: dict) -> dict:
     """The weights a run reports (validation, test, exports, fine-tuning): the moving average's where
     it kept one."""

@@ -147,12 +147,13 @@ def build_parts(recipe: Recipe, dist: Dist | None = None, checkpoint: dict | Non
 
 
 def _init_weights(model: nn.Module, path: str, skip_mismatch: bool) -> str:
-    """Start from other weights (fine-tuning): a state dict or a deepres checkpoint (the weights it
-    reports). Strict unless ``skip_mismatch``, which keeps the fresh layers that do not fit (e.g. a
-    new classifier). Returns the line for the log."""
+    """Start from other weights (fine-tuning): a state dict, a deepres checkpoint (the weights it
+    reports) or a pretrained net (``NET:TAG``). Strict unless ``skip_mismatch``, which keeps the fresh
+    layers that do not fit (e.g. a new classifier). Returns the line for the log."""
     from ..models.weights import load_state_dict_checked, read_state_dict
+    from ..pretrained import is_pretrained_name, load_pretrained
 
-    state = read_state_dict(path)
+    state = load_pretrained(path)["model"] if is_pretrained_name(path) else read_state_dict(path)
     report = load_state_dict_checked(model, state, strict=not skip_mismatch, origin=f"--init-weights {path}")
     kept = sum(len(v) for v in report.values())
     return f"initialised from {path}" + (f" ({kept} keys did not fit and stay fresh)" if kept else "")

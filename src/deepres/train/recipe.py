@@ -58,7 +58,7 @@ class Recipe:
     skip_bad_images: bool = knob(False, "skip (and count) unreadable image files instead of stopping")
     memory_budget_gb: float = knob(0.0, "decoded data kept in memory (0: 40 % of the RAM); beyond it, streamed",
                                    low=0, role="how")  # fmt: skip
-    init_weights: str = knob("", "start from these weights (a state dict or deepres checkpoint): fine-tuning")
+    init_weights: str = knob("", "start from these weights (a state dict, deepres checkpoint or pretrained NET:TAG)")
     init_skip_mismatch: bool = knob(False, "with init_weights: keep fresh the layers whose shapes do not fit")
     # Preprocessing
     augment: str = knob("cifar", "cifar: pad + crop + flip; imagenet: scale + crop + flip (+ colour); flip; none",

@@ -1,0 +1,110 @@
+"""Pretrained nets: a real trained run shipped into a store (as tools/ship_pretrained.py does), then
+loaded through the API and the command line; every net the package ships loads, its checksum holds,
+and it gives exactly its recorded test error."""
+
+import json
+import shutil
+
+import pytest
+import torch
+
+import deepres
+from conftest import TINY, run_cli
+from deepres.errors import DeepresError
+from deepres.pretrained import STORE, STORE_VARIABLE, load_pretrained, package
+
+
+@pytest.fixture(scope="module")
+def shipped(tiny_cifar, tmp_path_factory):
+    """(store, run): a one-epoch ResNet-20 on the tiny CIFAR slice, shipped as resnet20:tiny."""
+    root = tmp_path_factory.mktemp("pretrained")
+    run = root / "run"
+    done = run_cli("train", *TINY, "--epochs", "1", "--data", tiny_cifar, "--precision", "fp32", "--out", run)
+    assert done.returncode == 0, done.stderr
+    store = root / "store"
+    assert package(run, "tiny", store) == "resnet20:tiny"
+    return store, run
+
+
+@pytest.fixture
+def in_store(shipped, monkeypatch):
+    monkeypatch.setenv(STORE_VARIABLE, str(shipped[0]))
+    return shipped
+
+
+def test_a_shipped_net_loads_with_its_cfg(in_store, tiny_cifar):
+    from deepres.train.checkpoint import load_checkpoint
+
+    store, run = in_store
+    assert deepres.list_pretrained() == ["resnet20:tiny"]
+    model = deepres.create_model("resnet20", pretrained="tiny")
+    assert not model.training
+    cfg = model.pretrained_cfg
+    assert cfg["normalize"] == "pixel-mean" and cfg["mean"].shape == (3, 32, 32) and cfg["std"] is None
+    assert cfg["input_size"] == 32 and len(cfg["classes"]) == 10 and cfg["seed"] == 0
+    assert cfg["recipe"] == "cifar-fast" and cfg["source_run"] == str(run) and cfg["data"] == tiny_cifar.name
+    assert cfg["images_trained"] == 8 * 64 and cfg["test_images"] == 200  # 8 steps of 64; 20 test images a class
+    last = load_checkpoint(run / "last.pt")
+    assert all(torch.equal(v, last["model"][k]) for k, v in model.state_dict().items())
+    assert torch.equal(cfg["mean"], last["pipeline"]["mean"])
+    index = json.loads((store / "index.json").read_text())
+    assert set(index) == {"resnet20:tiny"} and len(index["resnet20:tiny"]["sha256"]) == 64
+
+
+def test_eval_predict_export_and_fine_tuning_take_a_pretrained_name(in_store, tiny_cifar, cifar_sample, tmp_path):
+    cfg = load_pretrained("resnet20:tiny")["pretrained_cfg"]
+    done = run_cli("eval", "resnet20:tiny", "--data", tiny_cifar, "--precision", "fp32", "--format", "json")
+    assert done.returncode == 0, done.stderr
+    (row,) = json.loads(done.stdout)
+    assert row["top1_error_%"] == round(cfg["test_error"], 2) and row["images"] == cfg["test_images"]
+
+    image = tmp_path / "cat.png"
+    from PIL import Image
+
+    Image.fromarray(cifar_sample.splits["test"].images[0]).save(image)
+    done = run_cli("predict", "resnet20:tiny", image, "--top", "2", "--format", "json")
+    assert done.returncode == 0, done.stderr
+    assert [r["class"] in cfg["classes"] for r in json.loads(done.stdout)] == [True, True]
+
+    done = run_cli("export", "resnet20:tiny", "--format", "safetensors", "--out", tmp_path / "r20.safetensors")
+    assert done.returncode == 0, done.stderr and (tmp_path / "r20.safetensors").is_file()
+
+    tuned = tmp_path / "tuned"
+    done = run_cli("train", *TINY, "--epochs", "1", "--data", tiny_cifar, "--init-weights", "resnet20:tiny",
+                   "--out", tuned)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "initialised from resnet20:tiny" in (tuned / "log.txt").read_text()
+
+
+def test_a_damaged_or_unknown_net_is_a_one_line_error(in_store, tmp_path, monkeypatch):
+    store, _ = in_store
+    with pytest.raises(DeepresError, match=r"no pretrained net 'resnet56:tiny'; there are: resnet20:tiny"):
+        deepres.create_model("resnet56", pretrained="tiny")
+    with pytest.raises(DeepresError, match="the pretrained net is built as it was trained"):
+        deepres.create_model("resnet20", pretrained="tiny", num_classes=100)
+    damaged = tmp_path / "store"
+    shutil.copytree(store, damaged)
+    weights = damaged / "resnet20-tiny.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-5] ^= 0xFF  # one flipped byte in the last tensor
+    weights.write_bytes(bytes(data))
+    monkeypatch.setenv(STORE_VARIABLE, str(damaged))
+    done = run_cli("eval", "resnet20:tiny")
+    assert done.returncode == 2 and done.stderr.count("\n") == 1
+    assert "resnet20-tiny.safetensors has sha256" in done.stderr and "a damaged file" in done.stderr
+
+
+SHIPPED = sorted(json.loads((STORE / "index.json").read_text())) if (STORE / "index.json").is_file() else []
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_every_shipped_net_gives_its_recorded_test_error(name, cifar10_lossless):
+    """Each net the package ships, evaluated in fp32 on the pixel-exact test set: exactly its cfg's error."""
+    from deepres.evaluate import evaluate
+    from deepres.train.checkpoint import model_from_checkpoint
+
+    ckpt = load_pretrained(name)
+    cfg = ckpt["pretrained_cfg"]
+    model, pipeline, _ = model_from_checkpoint(ckpt, name)
+    result = evaluate(model, cifar10_lossless.require("test"), pipeline, "center", False, 500, "fp32")
+    assert result["n"] == cfg["test_images"] == 10_000 and result["top1_error"] == cfg["test_error"]
