@@ -1,7 +1,9 @@
 """Shared fixtures and helpers: the real CIFAR-10 archives from ../shared/data (decoded once per
 session), small real datasets written as files, and a real `deepres` process."""
 
+import contextlib
 import http.server
+import io
 import json
 import os
 import pickle
@@ -87,14 +89,42 @@ def run_cli(*args, cwd=None, timeout=600, env=None):
     )
 
 
+def cli(*args, cwd=None, env=None, timeout=None):
+    """Run `deepres ...` in this process: the command's ``main``, as the `deepres` script runs it, with
+    what it prints captured. For tests where the process itself is not the point (signals, kill -9
+    and torchrun keep ``run_cli``); it spares each call an interpreter's start-up and torch's import.
+    Returns what ``run_cli`` does (exit code, stdout, stderr)."""
+    import subprocess
+
+    from deepres.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        for key, value in (env or {}).items():
+            mp.setenv(key, str(value))
+        if cwd is not None:
+            mp.chdir(cwd)
+        try:
+            code = main([str(a) for a in args])
+        except SystemExit as e:  # argparse: --help, or a flag of the wrong kind
+            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
+    return subprocess.CompletedProcess(list(args), code, out.getvalue(), err.getvalue())
+
+
 @pytest.fixture
 def loopback_server(tmp_path):
     """An HTTP server on 127.0.0.1 serving tmp_path/www."""
     www = tmp_path / "www"
     www.mkdir()
-    handler = lambda *a, **k: http.server.SimpleHTTPRequestHandler(*a, directory=str(www), **k)
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.RequestHandlerClass.log_message = lambda *a: None
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, directory=str(www), **kwargs)
+
+        def log_message(self, *args):  # requests are not what the tests read on stderr
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield www, f"http://127.0.0.1:{server.server_address[1]}"

@@ -18,7 +18,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import idx_bytes, load_bench, make_folder, missing, run_cli, write_cifar10_pickles
+from conftest import cli, idx_bytes, load_bench, make_folder, missing, write_cifar10_pickles
 from deepres.cli import main
 
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
@@ -203,7 +203,7 @@ def test_a_folders_own_val_split_is_the_final_test(tmp_path):
     selects, the folder's own val/ is what the run reports."""
     root = make_folder(tmp_path / "pets", per_class=12, splits=("train", "val"))
     out = tmp_path / "run"
-    done = run_cli("train", "--data", root, "--recipe", "imagenet-quarter", "--crop", "28", "--resize", "32",
+    done = cli("train", "--data", root, "--recipe", "imagenet-quarter", "--crop", "28", "--resize", "32",
                    "--scale-min", "32", "--scale-max", "40", "--val-split", "4", "--batch-size", "4", "--epochs", "1",
                    "--warmup", "0.5", "--out", out)  # fmt: skip
     assert done.returncode == 0, done.stderr[-1500:]
@@ -215,7 +215,7 @@ def test_a_folders_own_val_split_is_the_final_test(tmp_path):
 
 def test_a_warm_up_longer_than_the_run_is_shortened_and_said(tmp_path):
     out = tmp_path / "run"
-    done = run_cli(
+    done = cli(
         "train",
         "--data",
         make_folder(tmp_path / "pets", per_class=4),
@@ -237,7 +237,7 @@ def test_skipped_images_are_counted(tmp_path):
     root = make_folder(tmp_path / "pets", per_class=4)
     (root / "train" / "cat" / "bad.png").write_bytes(b"not an image")
     out = tmp_path / "run"
-    done = run_cli("train", "--data", root, *QUICK, "--skip-bad-images", "true", "--out", out)
+    done = cli("train", "--data", root, *QUICK, "--skip-bad-images", "true", "--out", out)
     assert done.returncode == 0, done.stderr[-1500:]
     assert "skipped 1 unreadable files" in (out / "log.txt").read_text()
     assert json.loads((out / "test.json").read_text())["skipped_images"] == 1
@@ -259,7 +259,7 @@ def test_diverging_run_under_nan_policy_skip_keeps_no_nan_checkpoint(tmp_path):
     """An lr of 1e6 overflows the weights through finite losses; every later step is then skipped.
     The run stops (exit 2) instead of saving NaN weights and reporting a 0.00 % training error."""
     out = tmp_path / "run"
-    done = run_cli("train", "--data", make_folder(tmp_path / "pets", per_class=8), *QUICK, "--lr", "1e6",
+    done = cli("train", "--data", make_folder(tmp_path / "pets", per_class=8), *QUICK, "--lr", "1e6",
                    "--nan-policy", "skip", "--out", out)  # fmt: skip
     assert done.returncode == 2, done.stderr[-1500:]
     assert "the run diverged" in done.stderr and "Traceback" not in done.stderr
@@ -272,14 +272,14 @@ def test_diverging_run_under_nan_policy_skip_keeps_no_nan_checkpoint(tmp_path):
 def test_resume_on_changed_data_is_refused(tmp_path):
     root = make_folder(tmp_path / "pets", per_class=12)
     out = tmp_path / "run"
-    first = run_cli("train", "--data", root, "--val-split", "0", "--batch-size", "4", "--epochs", "2", "--out", out,
+    first = cli("train", "--data", root, "--val-split", "0", "--batch-size", "4", "--epochs", "2", "--out", out,
                     "--checkpoint-every", "0.00001", "--set", "eval_every=1")  # fmt: skip
     assert first.returncode == 0, first.stderr[-1500:]
     ckpt = torch.load(out / "last.pt", weights_only=True)
     ckpt["step"], ckpt["epoch"], ckpt["epoch_step"] = 3, 0, 3  # as if stopped early in the first epoch
     torch.save(ckpt, out / "last.pt")
     (root / "train" / "dog" / "0.png").unlink()
-    again = run_cli("train", "--resume", out)
+    again = cli("train", "--resume", out)
     assert again.returncode == 2 and again.stderr.count("\n") == 1, again.stderr
     assert "is not the data the run started with (train: 24 -> 23 images)" in again.stderr
 
@@ -294,7 +294,7 @@ def test_two_trainings_on_one_run_directory(tmp_path):
     t0 = time.time()
     while not (out / ".lock").exists() and time.time() - t0 < 60:
         time.sleep(0.05)
-    second = run_cli("train", "--data", root, "--val-split", "0", "--batch-size", "4", "--epochs", "2", "--out", out)
+    second = cli("train", "--data", root, "--val-split", "0", "--batch-size", "4", "--epochs", "2", "--out", out)
     assert second.returncode == 2 and "in use by another deepres training (pid" in second.stderr, second.stderr
     _, err = first.communicate(timeout=600)
     assert first.returncode == 0, err[-1500:]
@@ -331,13 +331,13 @@ def test_read_only_places(tmp_path):
         missing("cannot mount a read-only tmpfs here (needs root)")
     try:
         pets = make_folder(tmp_path / "pets", per_class=4)
-        result = run_cli("train", "--data", pets, *QUICK, "--out", ro / "run")
+        result = cli("train", "--data", pets, *QUICK, "--out", ro / "run")
         assert result.returncode == 2 and "cannot write a run directory there (Read-only file system)" in result.stderr
         mixed = tar_of(tmp_path, make_folder(tmp_path / "mixed", sizes=((32, 32), (40, 48)), per_class=4))
         env = {"DEEPRES_CACHE": str(ro / "cache")}
-        result = run_cli("train", "--data", mixed, *QUICK, "--crop", "32", "--out", tmp_path / "r2", env=env)
+        result = cli("train", "--data", mixed, *QUICK, "--crop", "32", "--out", tmp_path / "r2", env=env)
         assert result.returncode == 2 and "set DEEPRES_CACHE to a writable folder" in result.stderr, result.stderr
-        done = run_cli("train", "--data", pets, *QUICK, "--out", tmp_path / "r3", env=env)  # caching is optional
+        done = cli("train", "--data", pets, *QUICK, "--out", tmp_path / "r3", env=env)  # caching is optional
         assert done.returncode == 0, done.stderr[-1500:]
     finally:
         subprocess.run(["umount", str(ro)])

@@ -1,11 +1,10 @@
 """Parameters and multiply-adds, counted from the real modules, against the paper's figures."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 
+from conftest import cli
 from deepres.analysis.complexity import complexity
 
 # (name, params in M at the paper's precision, multiply-adds in G or None); He et al. 2015, Tables 1, 6.
@@ -73,12 +72,8 @@ def test_resnet20_multiply_adds_by_hand():
     assert complexity("resnet20").macs == expected
 
 
-def _run(*args):
-    return subprocess.run([sys.executable, "-m", "deepres.cli", *args], capture_output=True, text=True)
-
-
 def test_summary_command_prints_the_paper_table():
-    result = _run("summary")
+    result = cli("summary")
     assert result.returncode == 0, result.stderr
     lines = {line.split()[0]: line for line in result.stdout.splitlines()[2:]}
     assert {"resnet18", "resnet152", "resnet20", "resnet1202", "vgg19", "plain34"} <= set(lines)
@@ -86,17 +81,17 @@ def test_summary_command_prints_the_paper_table():
 
 
 def test_summary_formats_and_options():
-    rows = json.loads(_run("summary", "resnet5*", "--format", "json").stdout)
+    rows = json.loads(cli("summary", "resnet5*", "--format", "json").stdout)
     assert [r["model"] for r in rows] == ["resnet50", "resnet50d", "resnet56"]
-    csv = _run("summary", "resnet20", "--option", "shortcut=C", "--format", "csv").stdout.splitlines()
+    csv = cli("summary", "resnet20", "--option", "shortcut=C", "--format", "csv").stdout.splitlines()
     assert csv[0].startswith("model,layers,input,params_M") and csv[1].startswith("resnet20,20,32,")
-    md = _run("summary", "resnet18", "--input-size", "112", "--format", "markdown").stdout
+    md = cli("summary", "resnet18", "--input-size", "112", "--format", "markdown").stdout
     assert md.startswith("| model |") and "| 112 |" in md
 
 
 def test_summary_bad_input_is_one_line_error():
     for args in (["summary", "resnet21"], ["summary", "resnet20", "--option", "nope=1"]):
-        result = _run(*args)
+        result = cli(*args)
         assert result.returncode == 2
         assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
         assert "error:" in result.stderr

@@ -13,7 +13,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from conftest import FASHION_DIR, idx_bytes, make_folder, missing, run_cli, write_cifar10_pickles
+from conftest import FASHION_DIR, cli, idx_bytes, make_folder, missing, write_cifar10_pickles
 from deepres.data import FileSet, ImageSet, load_dataset, stratified_split
 from deepres.data.cifar import download_and_extract
 from deepres.errors import DeepresError
@@ -340,14 +340,14 @@ def test_download_command_and_named_dataset(small_cifar, loopback_server, tmp_pa
     with tarfile.open(www / "c.tar.gz", "w:gz") as tf:
         tf.add(small_cifar, "cifar-10-batches-py")
     data = tmp_path / "data"
-    result = run_cli("download", "cifar10", "--url", f"{url}/c.tar.gz", "--md5", _md5(www / "c.tar.gz"), "--dir", data)
+    result = cli("download", "cifar10", "--url", f"{url}/c.tar.gz", "--md5", _md5(www / "c.tar.gz"), "--dir", data)
     assert result.returncode == 0, result.stderr
     os.environ["DEEPRES_DATA"], old = str(data), os.environ["DEEPRES_DATA"]
     try:
         assert len(load_dataset("cifar10").splits["test"]) == 100  # the named dataset now finds it
     finally:
         os.environ["DEEPRES_DATA"] = old
-    again = run_cli("download", "cifar10", "--url", f"{url}/missing.tar.gz", "--md5", "0" * 32, "--dir", data)
+    again = cli("download", "cifar10", "--url", f"{url}/missing.tar.gz", "--md5", "0" * 32, "--dir", data)
     assert again.returncode == 0 and again.stdout.strip() == str(data / "cifar-10-batches-py")  # there: no fetch
-    bad = run_cli("download", "cifar10", "--url", f"{url}/missing.tar.gz", "--md5", "0" * 32, "--dir", tmp_path / "d2")
+    bad = cli("download", "cifar10", "--url", f"{url}/missing.tar.gz", "--md5", "0" * 32, "--dir", tmp_path / "d2")
     assert bad.returncode == 2 and "404" in bad.stderr and "Traceback" not in bad.stderr

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import TINY, assert_same_run, run_cli, wait_for
+from conftest import TINY, assert_same_run, cli, wait_for
 from deepres.train.checkpoint import load_checkpoint
 
 SHORT = [*TINY, "--precision", "fp32", "--sync-bn", "true", "--lr", "0.02"]
@@ -40,7 +40,7 @@ def test_two_processes_equal_one_with_the_same_global_batch(tiny_cifar, tmp_path
     i = SHORT.index("--epochs")
     args = ["train", *SHORT[:i], *SHORT[i + 2 :], "--data", tiny_cifar, "--warmup", "0"]
     args += ["--iterations", str(iterations)]
-    one = run_cli(*args, "--out", tmp_path / "one")
+    one = cli(*args, "--out", tmp_path / "one")
     assert one.returncode == 0, one.stderr[-2000:]
     two = subprocess.run(torchrun(*args, "--out", tmp_path / "two"), capture_output=True, text=True)
     assert two.returncode == 0, two.stderr[-3000:]
@@ -55,7 +55,7 @@ def test_two_processes_train_like_one_over_epochs(tiny_cifar, tmp_path):  # noqa
     """Over 24 steps fp32 rounding differences grow (training amplifies any 1e-7 perturbation about
     1000-fold in a few steps, in one process too), so the runs agree in their metrics, not their bits."""
     args = ["train", *SHORT, "--data", tiny_cifar]
-    one = run_cli(*args, "--out", tmp_path / "one")
+    one = cli(*args, "--out", tmp_path / "one")
     two = subprocess.run(torchrun(*args, "--out", tmp_path / "two"), capture_output=True, text=True)
     assert one.returncode == 0 and two.returncode == 0, two.stderr[-3000:]
     rows = [[json.loads(x) for x in (tmp_path / r / "metrics.jsonl").read_text().splitlines()] for r in ("one", "two")]

@@ -8,7 +8,7 @@ import tarfile
 import pytest
 import torch
 
-from conftest import idx_bytes, make_folder, run_cli
+from conftest import cli, idx_bytes, make_folder
 
 
 def assert_one_line_error(result, *fragments):
@@ -26,7 +26,7 @@ def out(tmp_path):
 
 
 def train(*args, out):
-    return run_cli("train", "--epochs", "1", "--out", out, *args)
+    return cli("train", "--epochs", "1", "--out", out, *args)
 
 
 def test_missing_data_path(out):
@@ -98,36 +98,36 @@ def test_bad_recipe_values(args, message, out):
 def test_wrong_md5_download(tmp_path, loopback_server):
     www, url = loopback_server
     (www / "c.tar.gz").write_bytes(b"pretend archive")
-    result = run_cli("download", "cifar10", "--url", f"{url}/c.tar.gz", "--md5", "0" * 32, "--dir", tmp_path / "d")
+    result = cli("download", "cifar10", "--url", f"{url}/c.tar.gz", "--md5", "0" * 32, "--dir", tmp_path / "d")
     assert_one_line_error(result, "does not match the expected 00000000000000000000000000000000")
     assert not (tmp_path / "d" / "c.tar.gz").exists()
 
 
 def test_checkpoint_errors(tmp_path):
     run = tmp_path / "run"
-    done = run_cli("train", "--epochs", "1", "--out", run)
+    done = cli("train", "--epochs", "1", "--out", run)
     assert done.returncode == 0, done.stderr[-1500:]
     # Not a checkpoint at all
     (tmp_path / "notes.pt").write_text("hello")
-    assert_one_line_error(run_cli("eval", tmp_path / "notes.pt"), "notes.pt: not a PyTorch checkpoint")
+    assert_one_line_error(cli("eval", tmp_path / "notes.pt"), "notes.pt: not a PyTorch checkpoint")
     # A state dict, not a deepres checkpoint
     torch.save({"w": torch.zeros(1)}, tmp_path / "state.pt")
-    assert_one_line_error(run_cli("predict", tmp_path / "state.pt", tmp_path / "notes.pt"), "not a deepres checkpoint")
+    assert_one_line_error(cli("predict", tmp_path / "state.pt", tmp_path / "notes.pt"), "not a deepres checkpoint")
     # A run directory without checkpoints, and resuming one
     (tmp_path / "empty").mkdir()
-    assert_one_line_error(run_cli("eval", tmp_path / "empty"), "no best.pt or last.pt")
-    assert_one_line_error(run_cli("train", "--resume", tmp_path / "empty"), "no last.pt in it")
+    assert_one_line_error(cli("eval", tmp_path / "empty"), "no best.pt or last.pt")
+    assert_one_line_error(cli("train", "--resume", tmp_path / "empty"), "no last.pt in it")
     # Another class count: a 2-class dataset for a 10-class checkpoint
     pets = make_folder(tmp_path / "pets")
-    assert_one_line_error(run_cli("eval", run, "--data", pets), "its 2 classes are not the 10")
+    assert_one_line_error(cli("eval", run, "--data", pets), "its 2 classes are not the 10")
     # Weights of another model to start from
     assert_one_line_error(
-        run_cli("train", "--epochs", "1", "--model", "resnet32", "--init-weights", run / "last.pt", "--out",
+        cli("train", "--epochs", "1", "--model", "resnet32", "--init-weights", run / "last.pt", "--out",
                 tmp_path / "ft"),
         "does not match model resnet32", "missing (layer1.3.conv1.weight",
     )  # fmt: skip
     # ... which fine-tunes when told to keep fresh the layers that do not fit
-    ft = run_cli(
+    ft = cli(
         "train",
         "--epochs",
         "1",
@@ -149,17 +149,17 @@ def test_checkpoint_errors(tmp_path):
     assert ft.returncode == 0, ft.stderr[-1500:]
     assert "2 keys did not fit" in (tmp_path / "ft2" / "log.txt").read_text()
     # A run directory that already holds a run
-    assert_one_line_error(run_cli("train", "--epochs", "1", "--out", run), "already holds a run")
+    assert_one_line_error(cli("train", "--epochs", "1", "--out", run), "already holds a run")
     assert json.loads((run / "test.json").read_text())["test"]["n"] == 1000  # untouched
 
 
 def test_resume_takes_no_recipe_flags(tmp_path):
-    result = run_cli("train", "--resume", tmp_path, "--lr", "0.5", "--threads", "1")
+    result = cli("train", "--resume", tmp_path, "--lr", "0.5", "--threads", "1")
     assert_one_line_error(result, "--resume continues a run with its own recipe: drop --lr (only --precision")
 
 
 def test_debug_shows_the_traceback(out):
-    result = run_cli("--debug", "train", "--data", "no/such/data", "--out", out)
+    result = cli("--debug", "train", "--data", "no/such/data", "--out", out)
     assert result.returncode == 2 and "Traceback" in result.stderr
 
 

@@ -8,7 +8,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from conftest import run_cli
+from conftest import cli
 from deepres import create_model, load_weights
 from deepres.export import export_model
 
@@ -69,7 +69,7 @@ def test_torchscript_and_safetensors_exports_are_exact(tmp_path):
 
 def test_export_command_for_a_bare_model(tmp_path):
     out = tmp_path / "r20.onnx"
-    result = run_cli("export", "resnet20", "--format", "onnx", "--out", out)
+    result = cli("export", "resnet20", "--format", "onnx", "--out", out)
     assert result.returncode == 0, result.stderr
     assert run_onnx(out, torch.zeros(3, 3, 32, 32)).shape == (3, 10)
 
@@ -77,6 +77,6 @@ def test_export_command_for_a_bare_model(tmp_path):
 def test_export_rejects_what_is_not_a_checkpoint(tmp_path):
     bogus = tmp_path / "notes.pt"
     bogus.write_text("not a checkpoint")
-    result = run_cli("export", bogus)
+    result = cli("export", bogus)
     assert result.returncode != 0 and result.stderr.count("\n") == 1 and "notes.pt" in result.stderr
     assert not (tmp_path / "notes.onnx").exists()

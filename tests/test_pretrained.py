@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import deepres
-from conftest import TINY, run_cli
+from conftest import TINY, cli
 from deepres.errors import DeepresError
 from deepres.pretrained import STORE, STORE_VARIABLE, load_pretrained, package
 
@@ -19,7 +19,7 @@ def shipped(tiny_cifar, tmp_path_factory):
     """(store, run): a one-epoch ResNet-20 on the tiny CIFAR slice, shipped as resnet20:tiny."""
     root = tmp_path_factory.mktemp("pretrained")
     run = root / "run"
-    done = run_cli("train", *TINY, "--epochs", "1", "--data", tiny_cifar, "--precision", "fp32", "--out", run)
+    done = cli("train", *TINY, "--epochs", "1", "--data", tiny_cifar, "--precision", "fp32", "--out", run)
     assert done.returncode == 0, done.stderr
     store = root / "store"
     assert package(run, "tiny", store) == "resnet20:tiny"
@@ -53,7 +53,7 @@ def test_a_shipped_net_loads_with_its_cfg(in_store, tiny_cifar):
 
 def test_eval_predict_export_and_fine_tuning_take_a_pretrained_name(in_store, tiny_cifar, cifar_sample, tmp_path):
     cfg = load_pretrained("resnet20:tiny")["pretrained_cfg"]
-    done = run_cli("eval", "resnet20:tiny", "--data", tiny_cifar, "--precision", "fp32", "--format", "json")
+    done = cli("eval", "resnet20:tiny", "--data", tiny_cifar, "--precision", "fp32", "--format", "json")
     assert done.returncode == 0, done.stderr
     (row,) = json.loads(done.stdout)
     assert row["top1_error_%"] == round(cfg["test_error"], 2) and row["images"] == cfg["test_images"]
@@ -62,15 +62,15 @@ def test_eval_predict_export_and_fine_tuning_take_a_pretrained_name(in_store, ti
     from PIL import Image
 
     Image.fromarray(cifar_sample.splits["test"].images[0]).save(image)
-    done = run_cli("predict", "resnet20:tiny", image, "--top", "2", "--format", "json")
+    done = cli("predict", "resnet20:tiny", image, "--top", "2", "--format", "json")
     assert done.returncode == 0, done.stderr
     assert [r["class"] in cfg["classes"] for r in json.loads(done.stdout)] == [True, True]
 
-    done = run_cli("export", "resnet20:tiny", "--format", "safetensors", "--out", tmp_path / "r20.safetensors")
+    done = cli("export", "resnet20:tiny", "--format", "safetensors", "--out", tmp_path / "r20.safetensors")
     assert done.returncode == 0, done.stderr and (tmp_path / "r20.safetensors").is_file()
 
     tuned = tmp_path / "tuned"
-    done = run_cli("train", *TINY, "--epochs", "1", "--data", tiny_cifar, "--init-weights", "resnet20:tiny",
+    done = cli("train", *TINY, "--epochs", "1", "--data", tiny_cifar, "--init-weights", "resnet20:tiny",
                    "--out", tuned)  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "initialised from resnet20:tiny" in (tuned / "log.txt").read_text()
@@ -89,7 +89,7 @@ def test_a_damaged_or_unknown_net_is_a_one_line_error(in_store, tmp_path, monkey
     data[-5] ^= 0xFF  # one flipped byte in the last tensor
     weights.write_bytes(bytes(data))
     monkeypatch.setenv(STORE_VARIABLE, str(damaged))
-    done = run_cli("eval", "resnet20:tiny")
+    done = cli("eval", "resnet20:tiny")
     assert done.returncode == 2 and done.stderr.count("\n") == 1
     assert "resnet20-tiny.safetensors has sha256" in done.stderr and "a damaged file" in done.stderr
 

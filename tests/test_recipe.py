@@ -4,7 +4,7 @@ import tomllib
 
 import pytest
 
-from conftest import run_cli
+from conftest import cli
 from deepres.errors import ConfigError
 from deepres.train.recipe import Recipe, list_recipes, load_recipe
 from deepres.train.schedule import LRSchedule
@@ -39,7 +39,7 @@ def test_imagenet_paper_recipe():
 
 
 def test_show_prints_toml_that_loads_back(tmp_path):
-    result = run_cli("recipe", "show", "cifar-paper", "--lr", "0.05", "--milestones", "100,200", "--epochs", "3")
+    result = cli("recipe", "show", "cifar-paper", "--lr", "0.05", "--milestones", "100,200", "--epochs", "3")
     assert result.returncode == 0, result.stderr
     values = tomllib.loads(result.stdout)
     assert values["lr"] == 0.05 and values["milestones"] == [100, 200]
@@ -49,7 +49,7 @@ def test_show_prints_toml_that_loads_back(tmp_path):
 
 
 def test_set_takes_any_field_as_toml():
-    result = run_cli(
+    result = cli(
         "recipe",
         "show",
         "sample",
@@ -78,7 +78,7 @@ def test_set_takes_any_field_as_toml():
     ],
 )
 def test_bad_overrides_are_one_line_errors(args, message):
-    result = run_cli("recipe", "show", "sample", "--resolved", *args)
+    result = cli("recipe", "show", "sample", "--resolved", *args)
     assert result.returncode == 2
     assert message in result.stderr and result.stderr.count("\n") == 1
 
@@ -143,7 +143,7 @@ def test_every_field_describes_itself_once():
     fields = Recipe.fields()
     assert all(f.metadata["help"] for f in fields.values())
     assert set(MACHINE_FIELDS) == {"precision", "threads", "checkpoint_every", "eval_batch_size", "workers"}
-    help_text = run_cli("train", "--help").stdout
+    help_text = cli("train", "--help").stdout
     flags = [n for n in fields if n not in ("name", "description", "model_overrides")]
     for name in flags:  # every flag has its help line, with its choices or range where it has one
         assert f"--{name.replace('_', '-')} VALUE" in help_text, name

@@ -7,13 +7,13 @@ import tomllib
 
 import pytest
 
-from conftest import ROOT, missing, run_cli
+from conftest import ROOT, cli, missing
 
 COMMITTED_DATA = "../shared/data/cifar10-jpeg.tar.xz"  # as the committed full-budget runs name it
 
 
 def test_complexity_report_matches_the_paper(tmp_path):
-    result = run_cli("reproduce", "complexity", "--out", tmp_path)
+    result = cli("reproduce", "complexity", "--out", tmp_path)
     assert result.returncode == 0, result.stderr
     folder = tmp_path / "complexity"
     report = (folder / "report.md").read_text()
@@ -26,7 +26,7 @@ def test_complexity_report_matches_the_paper(tmp_path):
 
 
 def test_unknown_experiment_is_a_one_line_error(tmp_path):
-    result = run_cli("reproduce", "imagenet-in-a-minute", "--out", tmp_path)
+    result = cli("reproduce", "imagenet-in-a-minute", "--out", tmp_path)
     assert result.returncode == 2 and result.stderr.count("\n") == 1
     assert "unknown experiment 'imagenet-in-a-minute'" in result.stderr
 
@@ -36,17 +36,18 @@ def test_every_experiment_is_one_contract_and_named_in_the_help(tmp_path):
     from deepres.reproduce.experiment import Experiment
 
     assert all(isinstance(e, Experiment) and e.summary for e in EXPERIMENTS.values())
-    shown = run_cli("reproduce", "--help").stdout
+    shown = cli("reproduce", "--help").stdout
     assert all(name in shown for name in EXPERIMENTS)
-    counted = run_cli("reproduce", "complexity", "--data", "cifar10", "--out", tmp_path)
+    counted = cli("reproduce", "complexity", "--data", "cifar10", "--out", tmp_path)
     assert counted.returncode == 2 and "--data: complexity trains nothing" in counted.stderr
 
 
-def test_training_experiments_share_their_runs(tmp_path):
-    """Small budget: plain-20/56 and ResNet-20/56 on the embedded sample, trained once for the
-    degradation figure, the CIFAR table, the responses figure and (option A) the shortcuts table."""
-    store, out = tmp_path / "runs", tmp_path / "results"
-    first = run_cli("reproduce", "degradation", "--out", out, "--runs", store, timeout=1800)
+def test_training_experiments_share_their_runs(tmp_path, tiny_cifar):
+    """Small budget (on a 640-image slice of the sample: the machinery, not the paper): plain-20/56 and
+    ResNet-20/56 trained once for the degradation figure, the CIFAR table, the responses figure and
+    (option A) the shortcuts table."""
+    store, out, data = tmp_path / "runs", tmp_path / "results", ["--data", tiny_cifar]
+    first = cli("reproduce", "degradation", *data, "--out", out, "--runs", store, timeout=1800)
     assert first.returncode == 0, first.stderr[-2000:]
     report = (out / "degradation" / "report.md").read_text()
     assert (out / "degradation" / "fig6.png").read_bytes()[:4] == b"\x89PNG"
@@ -60,14 +61,14 @@ def test_training_experiments_share_their_runs(tmp_path):
     assert (out / "degradation" / "runs" / "resnet56-s0" / "metrics.jsonl").is_file()  # the logs it used
     stamps = [p.stat().st_mtime_ns for p in runs]
 
-    second = run_cli("reproduce", "cifar", "--out", out, "--runs", store, timeout=600)
+    second = cli("reproduce", "cifar", *data, "--out", out, "--runs", store, timeout=600)
     assert second.returncode == 0, second.stderr[-2000:]
     assert [p.stat().st_mtime_ns for p in sorted(store.glob("*/*/test.json"))] == stamps  # reused, not retrained
     table = (out / "cifar" / "report.md").read_text()
     assert "| resnet20 | 20 | 0.27 |" in table and "| 8.75 |" in table and "| 8.27 |" in table
     assert "| plain56 | 56 |" in table
 
-    third = run_cli("reproduce", "responses", "--out", out, "--runs", store, timeout=600)
+    third = cli("reproduce", "responses", *data, "--out", out, "--runs", store, timeout=600)
     assert third.returncode == 0, third.stderr[-2000:]
     assert [p.stat().st_mtime_ns for p in sorted(store.glob("*/*/test.json"))] == stamps  # measured, not retrained
     folder = out / "responses"
@@ -80,10 +81,10 @@ def test_training_experiments_share_their_runs(tmp_path):
     # each run logs its own measurement, named by layer, beside its other logs in the report
     logged = json.loads((folder / "runs" / "resnet56-s0" / "responses.json").read_text())["std"]
     assert list(logged.values()) == stds["resnet56"] and "layer3.8.conv2" in logged
-    assert (store / "cifar10-sample-sample-small" / "resnet56-s0" / "responses.json").is_file()
+    assert (store / "cifar-10-batches-py-sample-small" / "resnet56-s0" / "responses.json").is_file()
 
     # --no-train: a partial report from what the store holds (ResNet-20 option A), naming the rest
-    partial = run_cli("reproduce", "shortcuts", "--no-train", "--out", tmp_path / "partial", "--runs", store)
+    partial = cli("reproduce", "shortcuts", *data, "--no-train", "--out", tmp_path / "partial", "--runs", store)
     assert partial.returncode == 0, partial.stderr[-2000:]
     assert [p.stat().st_mtime_ns for p in sorted(store.glob("*/*/test.json"))] == stamps  # nothing trained
     text = (tmp_path / "partial" / "shortcuts" / "report.md").read_text()
@@ -91,14 +92,14 @@ def test_training_experiments_share_their_runs(tmp_path):
     assert "not yet run at this budget: resnet20 B, resnet20 C, resnet18 A, resnet18 B, resnet18 C" in text
     assert "none yet (no net has two options finished)" in text and "| resnet18 |" not in text
 
-    fourth = run_cli("reproduce", "shortcuts", "--out", out, "--runs", store, timeout=1800)
+    fourth = cli("reproduce", "shortcuts", *data, "--out", out, "--runs", store, timeout=1800)
     assert fourth.returncode == 0, fourth.stderr[-2000:]
     runs = {p.parent.relative_to(store).as_posix() for p in store.glob("*/*/test.json")}
-    new = {"cifar10-sample-sample-small/resnet20-B-s0", "cifar10-sample-sample-small/resnet20-C-s0",
-           "cifar10-sample-imagenet-quarter-small/resnet18-A-s0", "cifar10-sample-imagenet-quarter-small/resnet18-B-s0",
-           "cifar10-sample-imagenet-quarter-small/resnet18-C-s0"}  # fmt: skip
+    new = {f"cifar-10-batches-py-{group}" for group in ("sample-small/resnet20-B-s0", "sample-small/resnet20-C-s0",
+           "imagenet-quarter-small/resnet18-A-s0", "imagenet-quarter-small/resnet18-B-s0",
+           "imagenet-quarter-small/resnet18-C-s0")}  # fmt: skip
     assert len(runs) == 9 and new <= runs  # option A of ResNet-20 is the run above
-    recipe = tomllib.loads((store / "cifar10-sample-imagenet-quarter-small/resnet18-C-s0/recipe.toml").read_text())
+    recipe = tomllib.loads((store / "cifar-10-batches-py-imagenet-quarter-small/resnet18-C-s0/recipe.toml").read_text())
     assert recipe["model_options"] == {"widths": [32, 64, 128, 256], "stem_width": 32, "shortcut": "C"}
     assert recipe["crop"] == 56 and recipe["augment"] == "imagenet"
     table = (out / "shortcuts" / "report.md").read_text()
@@ -116,14 +117,14 @@ def test_paper_schedule_report(tmp_path):
     """Small budget: ResNet-20 (2 seeds), plain-20 and ResNet-20 on all the training images, with the
     paper's schedule shape (two lr drops) in 40 iterations on the embedded sample."""
     store, out = tmp_path / "runs", tmp_path / "results"
-    empty = run_cli("reproduce", "paper-schedule", "--no-train", "--out", out, "--runs", store)
+    empty = cli("reproduce", "paper-schedule", "--no-train", "--out", out, "--runs", store)
     assert empty.returncode == 0, empty.stderr[-2000:]
     text = (out / "paper-schedule" / "report.md").read_text()
     missing = "resnet20 seed 0, resnet20 seed 1, plain20 seed 0, resnet20 (trained on all 50k) seed 0"
     assert f"not yet run at this budget: {missing}" in text
     assert "| ResNet-20 within 0.5 points of the paper's 8.75 % | not yet run | - |" in text
 
-    result = run_cli("reproduce", "paper-schedule", "--out", out, "--runs", store, timeout=1200)
+    result = cli("reproduce", "paper-schedule", "--out", out, "--runs", store, timeout=1200)
     assert result.returncode == 0, result.stderr[-2000:]
     folder = out / "paper-schedule"
     assert (folder / "fig6.png").read_bytes()[:4] == b"\x89PNG"
@@ -185,7 +186,7 @@ def test_committed_reports_are_remade_from_their_logs(tmp_path, experiment):
     committed = ROOT / "results" / experiment
     out = tmp_path / "results"
     shutil.copytree(committed / "runs", out / experiment / "runs")
-    result = run_cli("reproduce", experiment, "--budget", "full", "--data", COMMITTED_DATA, "--no-train",
+    result = cli("reproduce", experiment, "--budget", "full", "--data", COMMITTED_DATA, "--no-train",
                      "--out", out, "--runs", tmp_path / "empty-store", cwd=ROOT)  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     assert not (tmp_path / "empty-store").exists()  # nothing trained
@@ -217,7 +218,7 @@ def test_a_run_without_checkpoint_or_measurement_is_named(tmp_path):
     out = tmp_path / "results"
     shutil.copytree(ROOT / "results" / "responses" / "runs", out / "responses" / "runs")
     (out / "responses" / "runs" / "plain56-s0" / "responses.json").unlink()
-    result = run_cli("reproduce", "responses", "--budget", "full", "--data", COMMITTED_DATA, "--no-train",
+    result = cli("reproduce", "responses", "--budget", "full", "--data", COMMITTED_DATA, "--no-train",
                      "--out", out, "--runs", tmp_path / "empty-store", cwd=ROOT)  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     report = (out / "responses" / "report.md").read_text()

@@ -52,8 +52,8 @@ PLANS = {
 
 def budget(name: str, data: str | None) -> Budget:
     if name == "small":
-        # The embedded sample, the paper's schedule shape in 40 iterations: checks the machinery.
-        changes = (("iterations", 40), ("milestones", [20, 30]), ("val_split", 500))
+        # The embedded sample, the paper's schedule shape in 40 iterations of 32: checks the machinery.
+        changes = (("iterations", 40), ("milestones", [20, 30]), ("val_split", 500), ("batch_size", 32))
         return Budget("small", RECIPE, data or "cifar10-sample", (0,), changes)
     return Budget("full", RECIPE, data or "cifar10", (0,))
 
