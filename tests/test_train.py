@@ -35,9 +35,9 @@ def trained_run(cifar_slice, tmp_path_factory):
         "--val-split",
         "500",
         "--epochs",
-        "6",
+        "3",
         "--warmup",
-        "2",
+        "1",
         "--out",
         out,
         timeout=900,
@@ -49,8 +49,8 @@ def trained_run(cifar_slice, tmp_path_factory):
 def test_training_learns_real_cifar(trained_run):
     out, result = trained_run
     test = json.loads((out / "test.json").read_text())
-    # 4,500 training images, 6 epochs: far above the 10 % of chance (4 epochs gave 56 % error).
-    assert test["test"]["n"] == 1000 and test["test"]["top1_error"] < 60
+    # 4,500 training images, 3 epochs: far above the 10 % of chance (4 epochs gave 56 % error).
+    assert test["test"]["n"] == 1000 and test["test"]["top1_error"] < 70
     assert "test error" in result.stdout
 
 
@@ -60,11 +60,11 @@ def test_run_directory_holds_everything(trained_run):
         p.name for p in out.iterdir()
     }
     recipe = tomllib.loads((out / "recipe.toml").read_text())
-    assert recipe["epochs"] == 6 and recipe["model"] == "resnet20" and recipe["name"] == "cifar-fast"
+    assert recipe["epochs"] == 3 and recipe["model"] == "resnet20" and recipe["name"] == "cifar-fast"
     env = json.loads((out / "env.json").read_text())
     assert env["torch"] == torch.__version__ and env["cores"] >= 1 and "cpu" in env
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    assert [r["epoch"] for r in rows] == list(range(1, 7))
+    assert [r["epoch"] for r in rows] == list(range(1, 4))
     assert {"train_loss", "train_error", "val_error", "lr", "seconds", "step"} <= set(rows[0])
     assert rows[-1]["train_error"] < rows[0]["train_error"]
     assert len(list(out.glob(".*tmp"))) == 0  # no half-written files
@@ -131,7 +131,7 @@ def test_plot_command(trained_run, tmp_path):
 
 
 def test_default_train_uses_the_embedded_sample(tmp_path):
-    result = cli("train", "--epochs", "1", "--out", tmp_path / "run", cwd=tmp_path)
+    result = cli("train", "--epochs", "0.2", "--out", tmp_path / "run", cwd=tmp_path)  # 7 steps
     assert result.returncode == 0, result.stderr[-2000:]
     assert "cifar10-sample" in result.stdout
     assert json.loads((tmp_path / "run" / "test.json").read_text())["test"]["n"] == 1000
