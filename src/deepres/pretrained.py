@@ -68,6 +68,8 @@ def load_pretrained(name: str, folder: Path | None = None) -> dict:
     another store than ``store()``."""
     from safetensors import safe_open
 
+    from .train.checkpoint import FORMAT
+
     folder, entry = _entry(name, folder)
     path = folder / entry["file"]
     if not path.is_file():
@@ -84,7 +86,7 @@ def load_pretrained(name: str, folder: Path | None = None) -> dict:
         pipeline[key] = tensors.get(f"pipeline.{key}")
     cfg = dict(meta["cfg"], mean=pipeline["mean"], std=pipeline["std"])
     return {
-        "format": "deepres-checkpoint", "model_name": meta["model_name"], "model_options": meta["model_options"],
+        "format": FORMAT, "model_name": meta["model_name"], "model_options": meta["model_options"],
         "in_chans": meta["in_chans"], "classes": meta["classes"], "pipeline": pipeline, "recipe": meta["recipe"],
         "model": weights, "ema": None, "step": meta["step"], "epoch": meta["epoch"], "pretrained_cfg": cfg,
     }  # fmt: skip

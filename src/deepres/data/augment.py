@@ -103,6 +103,13 @@ def resize_center_crop(x: Tensor, resize: int, crop: int) -> Tensor:
     return x[..., top : top + crop, left : left + crop]
 
 
+def center_view(x: Tensor, resize: int, crop: int) -> Tensor:
+    """The evaluation view of a uint8 (N, H, W, C) batch, as uint8: ``resize_center_crop`` (both 0: as is)."""
+    if not (resize or crop):
+        return x
+    return to_uint8(resize_center_crop(to_float(x), resize, crop))
+
+
 def color_jitter(x: Tensor, strength: float, u: Tensor) -> Tensor:
     """Random brightness, contrast and saturation in [1 - strength, 1 + strength] per image, on a
     float batch in [0, 1]. Uses 3 draws per image."""

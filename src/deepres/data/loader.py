@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 
 from ..errors import DeepresError
-from .augment import batch_draws, resize_center_crop, scale_crop_flip, to_float, to_uint8
+from .augment import batch_draws, center_view, scale_crop_flip, to_float, to_uint8
 from .dataset import FileSet, ImageSet
 from .folder import IMAGE_ERRORS, to_8bit
 
@@ -99,12 +99,7 @@ def _decode(path: Path, channels: int) -> torch.Tensor:
 def decode_eval(path: Path, channels: int, resize: int, crop: int) -> np.ndarray:
     """Shorter side to ``resize``, central ``crop`` square (both 0: as is): the batch pipeline's own
     evaluation resize, applied to one image."""
-    x = _decode(path, channels)
-    if resize:
-        x = to_uint8(resize_center_crop(to_float(x), resize, crop))
-    elif crop:
-        x = to_uint8(resize_center_crop(to_float(x), 0, crop))
-    return x[0].numpy()
+    return center_view(_decode(path, channels), resize, crop)[0].numpy()
 
 
 def decode_train(path: Path, channels: int, crop: int, scale: tuple[int, int], u: torch.Tensor) -> np.ndarray:
@@ -175,15 +170,15 @@ class FileLoader:
         scale = (pipeline.scale_min, pipeline.scale_max)
         self.dataset = _FileDataset(split, self.cropped, pipeline.crop, pipeline.resize, scale)
         self.batch_size, self.seed, self.shard, self.workers = batch_size, seed, shard, workers
-        self.draws_per_image = pipeline.draws_per_image
+        self.draws_per_image, self.scale_draws = pipeline.draws_per_image, pipeline.SCALE_DRAWS
         self.steps_per_epoch = len(split) // batch_size
 
     def _draws(self, step: int) -> list[tuple[float, ...]]:
-        """This rank's rows of the geometric draws (``Pipeline.train_batch``'s columns 3-6) of a step."""
+        """This rank's rows of the scale augmentation's draws (``Pipeline.SCALE_DRAWS``) of a step."""
         if not self.cropped:
             return [()] * (self.batch_size // self.shard.world)
         u = self.shard.part(batch_draws(self.seed, step, self.batch_size, self.draws_per_image))
-        return [tuple(row) for row in u[:, 3:7].tolist()]
+        return [tuple(row) for row in u[:, self.scale_draws].tolist()]
 
     def epoch(self, epoch: int, start: int = 0):
         """The batches of ``epoch`` from its step ``start``; the training step of its step s is

@@ -14,6 +14,7 @@ from torch import Tensor
 from ..choices import AUGMENTS, NORMALIZATIONS
 from ..errors import ConfigError
 from .augment import (
+    center_view,
     color_jitter,
     pad_crop_flip,
     pca_lighting,
@@ -21,7 +22,6 @@ from .augment import (
     resize_center_crop,
     scale_crop_flip,
     to_float,
-    to_uint8,
 )
 from .dataset import FileSet, ImageSet
 
@@ -99,6 +99,10 @@ class Pipeline:
         """Side of the square the network sees at evaluation (0: the images' own size)."""
         return self.crop
 
+    # The columns of a training batch's draws that the scale augmentation reads (streamed data: the
+    # loader hands them to its workers).
+    SCALE_DRAWS = slice(3, 7)
+
     @property
     def draws_per_image(self) -> int:
         """Uniform draws a training batch needs per image (see ``train_batch``)."""
@@ -121,9 +125,9 @@ class Pipeline:
         ``cropped``: the images already are the view training starts from (streamed data, decoded by
         workers): the scale-augmented crop for imagenet augmentation, else the evaluation view.
         """
-        if not cropped and self.augment != "imagenet" and (self.resize or self.crop):
+        if not cropped and self.augment != "imagenet":
             # What the workers decode streamed images to: augmentation starts from the evaluation view.
-            x = to_uint8(resize_center_crop(to_float(x), self.resize, self.crop))
+            x = center_view(x, self.resize, self.crop)
         if not cropped:
             if self.augment == "cifar":
                 x = pad_crop_flip(x, self.pad, u[:, 0:3])
@@ -132,7 +136,7 @@ class Pipeline:
         x = to_float(x)
         if self.augment == "imagenet":
             if not cropped:
-                x = scale_crop_flip(x, self.crop, (self.scale_min, self.scale_max), u[:, 3:7])
+                x = scale_crop_flip(x, self.crop, (self.scale_min, self.scale_max), u[:, self.SCALE_DRAWS])
             if self.jitter > 0:
                 x = color_jitter(x, self.jitter, u[:, 7:10])
             if self.lighting > 0:

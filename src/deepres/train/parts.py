@@ -55,7 +55,11 @@ class Parts:
 
     @property
     def memory_format(self) -> torch.memory_format:
-        return torch.channels_last if self.recipe.channels_last else torch.contiguous_format
+        return memory_format(self.recipe)
+
+
+def memory_format(recipe: Recipe) -> torch.memory_format:
+    return torch.channels_last if recipe.channels_last else torch.contiguous_format
 
 
 def split_data(bundle: DataBundle, recipe: Recipe):
@@ -119,8 +123,7 @@ def build_parts(recipe: Recipe, dist: Dist | None = None, checkpoint: dict | Non
         notes.append(_init_weights(model, r.init_weights, r.init_skip_mismatch))
     if r.sync_bn and dist.world > 1:
         model = convert_sync_batchnorm(model)
-    memory_format = torch.channels_last if r.channels_last else torch.contiguous_format
-    model.to(dist.device, memory_format=memory_format)
+    model.to(dist.device, memory_format=memory_format(r))
     optimizer = _optimizer(model, r)
     criterion = nn.CrossEntropyLoss(label_smoothing=r.label_smoothing)
     if isinstance(train_set, ImageSet):
