@@ -419,6 +419,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a Ctrl-C
+
+
 def main(argv: list[str] | None = None) -> int:
     for stream in (sys.stdout, sys.stderr):  # a file name that is not UTF-8 prints as its own bytes
         if isinstance(stream, io.TextIOWrapper):
@@ -435,7 +438,7 @@ def main(argv: list[str] | None = None) -> int:
         return fail(args, str(e), getattr(e, "exit_code", 2))
     except KeyboardInterrupt:
         print(f"deepres {args.command}: interrupted", file=sys.stderr)
-        return 130
+        return INTERRUPTED
     except BrokenPipeError:  # e.g. `deepres summary | head`
         return 0
     except OSError as e:  # the system refused a path the user gave (read-only, too long, not a folder...)
@@ -456,7 +459,14 @@ def run() -> None:
         code = main()
     except KeyboardInterrupt:  # before a command started (parsing its flags)
         print("deepres: interrupted", file=sys.stderr)
-        code = 130
+        code = INTERRUPTED
+    if code == INTERRUPTED:
+        # A Ctrl-C that lands while torch runs Python code from C++ (its import, say) leaves CPython's
+        # "unhandled KeyboardInterrupt" flag set although main handled it, and the interpreter would
+        # then end by killing itself with SIGINT: exit now with the code the message promised.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         # A torchrun worker ends without interpreter teardown. PyTorch's DistributedDataParallel
         # keeps the gloo process group, and so its worker threads, alive past destroy_process_group;
