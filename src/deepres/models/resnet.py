@@ -139,6 +139,8 @@ class ResNet(nn.Module):
 
     def reset_parameters(self) -> None:
         """He (MSRA) initialisation of every convolution; BN as identity; optional zero-init."""
+        if self.fc.weight.is_meta:  # built for its shapes only (complexity counting): no values to set
+            return
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
