@@ -176,6 +176,24 @@ def tiny_cifar(cifar_sample, tmp_path_factory):
     return write_cifar10_pickles(root, tr.images[i], tr.labels[i], te.images[j], te.labels[j], cifar_sample.classes)
 
 
+@pytest.fixture(scope="session")
+def micro_cifar(cifar_sample, tmp_path_factory):
+    """16 / 5 images of every class: for runs in emulated bf16 (about 10x slower than fp32 on CPUs without it)."""
+    tr, te = cifar_sample.splits["train"], cifar_sample.splits["test"]
+    root = tmp_path_factory.mktemp("micro") / "cifar-10-batches-py"
+    i, j = stratified(tr.labels, 16), stratified(te.labels, 5)
+    return write_cifar10_pickles(root, tr.images[i], tr.labels[i], te.images[j], te.labels[j], cifar_sample.classes)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_cifar, tmp_path_factory):
+    """One uninterrupted fp32 run of TINY: what interrupted, resumed or in-process runs must equal."""
+    out = tmp_path_factory.mktemp("tiny-run") / "fp32"
+    done = cli("train", *TINY, "--data", tiny_cifar, "--out", out, "--precision", "fp32")
+    assert done.returncode == 0, done.stderr[-2000:]
+    return out
+
+
 def stratified(labels, k):
     return np.concatenate([np.flatnonzero(labels == c)[:k] for c in range(10)])
 

@@ -51,36 +51,42 @@ def test_two_processes_equal_one_with_the_same_global_batch(tiny_cifar, tmp_path
     assert (tmp_path / "two" / "log.txt").read_text().count("training resnet20") == 1
 
 
-def test_two_processes_train_like_one_over_epochs(tiny_cifar, tmp_path):  # noqa: F811
+@pytest.fixture(scope="module")
+def two_process_run(tiny_cifar, tmp_path_factory):
+    """SHORT (3 epochs of 8 steps) under torchrun, uninterrupted."""
+    out = tmp_path_factory.mktemp("torchrun") / "two"
+    two = subprocess.run(torchrun("train", *SHORT, "--data", tiny_cifar, "--out", out), capture_output=True, text=True)
+    assert two.returncode == 0, two.stderr[-3000:]
+    return out
+
+
+def test_two_processes_train_like_one_over_epochs(tiny_cifar, two_process_run, tmp_path):  # noqa: F811
     """Over 24 steps fp32 rounding differences grow (training amplifies any 1e-7 perturbation about
     1000-fold in a few steps, in one process too), so the runs agree in their metrics, not their bits."""
-    args = ["train", *SHORT, "--data", tiny_cifar]
-    one = cli(*args, "--out", tmp_path / "one")
-    two = subprocess.run(torchrun(*args, "--out", tmp_path / "two"), capture_output=True, text=True)
-    assert one.returncode == 0 and two.returncode == 0, two.stderr[-3000:]
-    rows = [[json.loads(x) for x in (tmp_path / r / "metrics.jsonl").read_text().splitlines()] for r in ("one", "two")]
+    one = cli("train", *SHORT, "--data", tiny_cifar, "--out", tmp_path / "one")
+    assert one.returncode == 0, one.stderr[-3000:]
+    rows = [[json.loads(x) for x in (r / "metrics.jsonl").read_text().splitlines()]
+            for r in (tmp_path / "one", two_process_run)]  # fmt: skip
     assert len(rows[0]) == len(rows[1]) == 3
     for a, b in zip(*rows, strict=True):
         assert a["train_loss"] == pytest.approx(b["train_loss"], rel=0.01)
         assert a["val_error"] == pytest.approx(b["val_error"], abs=5.0)
 
 
-def test_distributed_run_resumes_exactly(tiny_cifar, tmp_path):  # noqa: F811
-    args = ["train", *SHORT, "--data", tiny_cifar, "--epochs", "2"]  # stopped in the second of two
-    ref = subprocess.run(torchrun(*args, "--out", tmp_path / "ref"), capture_output=True, text=True)
-    assert ref.returncode == 0, ref.stderr[-3000:]
+def test_distributed_run_resumes_exactly(tiny_cifar, two_process_run, tmp_path):  # noqa: F811
     out = tmp_path / "run"
-    proc = subprocess.Popen(torchrun(*args, "--out", out), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    cmd = torchrun("train", *SHORT, "--data", tiny_cifar, "--out", out)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     wait_for(lambda: (out / "metrics.jsonl").is_file() and (out / "metrics.jsonl").read_text().count("\n") >= 1)
     time.sleep(0.3)
     proc.send_signal(signal.SIGTERM)  # torchrun forwards it to both workers
     proc.communicate(timeout=180)
     assert proc.returncode != 0
     state = load_checkpoint(out / "last.pt")
-    assert state["world"] == 2 and state["step"] < 16
+    assert state["world"] == 2 and state["step"] < 24  # stopped before the end
     resumed = subprocess.run(torchrun("train", "--resume", out), capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert_same_run(tmp_path / "ref", out)
+    assert_same_run(two_process_run, out)
 
 
 def test_batch_must_split_evenly(tiny_cifar, tmp_path):  # noqa: F811

@@ -35,7 +35,7 @@ def trained_run(cifar_slice, tmp_path_factory):
         "--val-split",
         "500",
         "--epochs",
-        "3",
+        "2",
         "--warmup",
         "1",
         "--out",
@@ -49,8 +49,8 @@ def trained_run(cifar_slice, tmp_path_factory):
 def test_training_learns_real_cifar(trained_run):
     out, result = trained_run
     test = json.loads((out / "test.json").read_text())
-    # 4,500 training images, 3 epochs: far above the 10 % of chance (4 epochs gave 56 % error).
-    assert test["test"]["n"] == 1000 and test["test"]["top1_error"] < 70
+    # 4,500 training images, 2 epochs: far from the 90 % of chance (63.7 % in fp32; 4 epochs gave 56 %).
+    assert test["test"]["n"] == 1000 and test["test"]["top1_error"] < 75
     assert "test error" in result.stdout
 
 
@@ -60,11 +60,11 @@ def test_run_directory_holds_everything(trained_run):
         p.name for p in out.iterdir()
     }
     recipe = tomllib.loads((out / "recipe.toml").read_text())
-    assert recipe["epochs"] == 3 and recipe["model"] == "resnet20" and recipe["name"] == "cifar-fast"
+    assert recipe["epochs"] == 2 and recipe["model"] == "resnet20" and recipe["name"] == "cifar-fast"
     env = json.loads((out / "env.json").read_text())
     assert env["torch"] == torch.__version__ and env["cores"] >= 1 and "cpu" in env
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    assert [r["epoch"] for r in rows] == list(range(1, 4))
+    assert [r["epoch"] for r in rows] == list(range(1, 3))
     assert {"train_loss", "train_error", "val_error", "lr", "seconds", "step"} <= set(rows[0])
     assert rows[-1]["train_error"] < rows[0]["train_error"]
     assert len(list(out.glob(".*tmp"))) == 0  # no half-written files
@@ -72,15 +72,13 @@ def test_run_directory_holds_everything(trained_run):
 
 def test_eval_command(trained_run):
     out, _ = trained_run
-    result = cli("eval", out, "--which", "last", "--ten-crop", "--format", "json")
+    result = cli("eval", out, "--which", "last", "--split", "val", "--ten-crop", "--format", "json")
     assert result.returncode == 0, result.stderr
     rows = json.loads(result.stdout)
+    assert rows[0]["mode"] == "ten-crop" and rows[0]["images"] == 500  # the held-out split of the run's recipe
     test = json.loads((out / "test.json").read_text())["test"]
-    assert rows[0]["mode"] == "ten-crop" and rows[0]["images"] == 1000
     center = json.loads(cli("eval", out / "last.pt", "--format", "json").stdout)[0]
-    assert center["top1_error_%"] == pytest.approx(test["top1_error"], abs=0.01)
-    val = json.loads(cli("eval", out, "--split", "val", "--format", "json").stdout)[0]
-    assert val["images"] == 500
+    assert center["images"] == 1000 and center["top1_error_%"] == pytest.approx(test["top1_error"], abs=0.01)
 
 
 def test_predict_command(trained_run, cifar10, tmp_path):
@@ -202,19 +200,22 @@ def test_training_numerics_unchanged_since_the_runs_in_flight_began(tiny_cifar, 
     subprocess.run(["tar", "-x", "-C", str(old)], input=archive.stdout, check=True)
     args = ["train", "--recipe", "cifar-paper", "--data", str(tiny_cifar), "--val-split", "128", "--batch-size", "64"]
     args += ["--iterations", "20", "--milestones", "8,14", "--eval-batch-size", "128", "--precision", "fp32"]
+    args += ["--threads", "1"]  # the two runs side by side, one core each
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    for code, out in ((old / "src", tmp_path / "then"), (ROOT / "src", tmp_path / "now")):
-        done = subprocess.run([sys.executable, "-m", "deepres.cli", *args, "--out", str(out)], capture_output=True,
-                              text=True, env={**env, "PYTHONPATH": str(code)})  # fmt: skip
-        assert done.returncode == 0, done.stderr[-1500:]
+    procs = [subprocess.Popen([sys.executable, "-m", "deepres.cli", *args, "--out", str(out)], text=True,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**env, "PYTHONPATH": str(code)})
+             for code, out in ((old / "src", tmp_path / "then"), (ROOT / "src", tmp_path / "now"))]  # fmt: skip
+    for proc in procs:
+        _, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, err[-1500:]
     then, now = final_weights(tmp_path / "then"), final_weights(tmp_path / "now")
     assert then.keys() == now.keys() and all(torch.equal(then[k], now[k]) for k in then)
 
 
-def test_a_trainer_built_in_process_from_its_parts_trains_as_deepres_train_does(tiny_cifar, tmp_path):
+def test_a_trainer_built_in_process_from_its_parts_trains_as_deepres_train_does(tiny_cifar, tiny_run, tmp_path):
     """The parts are built apart from the loop: a test builds them, hands them to a Trainer, and
     drives single steps through the public call the benchmark uses; the run equals the CLI's."""
-    from conftest import TINY, assert_same_run
+    from conftest import assert_same_run
     from deepres.train.parts import build_parts
     from deepres.train.recipe import load_recipe
     from deepres.train.trainer import Trainer
@@ -225,9 +226,7 @@ def test_a_trainer_built_in_process_from_its_parts_trains_as_deepres_train_does(
     parts = build_parts(recipe.resolved())
     assert parts.loader.steps_per_epoch == len(parts.train_set) // 64 and parts.val_set is not parts.test_set
     Trainer(parts, tmp_path / "in-process", quiet=True).run()
-    done = cli("train", *TINY, "--data", tiny_cifar, "--precision", "fp32", "--out", tmp_path / "cli")
-    assert done.returncode == 0, done.stderr
-    assert_same_run(tmp_path / "in-process", tmp_path / "cli")
+    assert_same_run(tmp_path / "in-process", tiny_run)  # `deepres train` with the same flags (TINY)
 
     # One step at a time, as benchmarks/bench.py drives it: same draws for the same step, the loss moves.
     trainer = Trainer(build_parts(recipe.resolved()), tmp_path / "steps", quiet=True)

@@ -52,8 +52,8 @@ PLANS = {
 
 def budget(name: str, data: str | None) -> Budget:
     if name == "small":
-        # The embedded sample, the paper's schedule shape in 40 iterations of 32: checks the machinery.
-        changes = (("iterations", 40), ("milestones", [20, 30]), ("val_split", 500), ("batch_size", 32))
+        # The embedded sample, the paper's schedule shape in 40 iterations of 16: checks the machinery.
+        changes = (("iterations", 40), ("milestones", [20, 30]), ("val_split", 500), ("batch_size", 16))
         return Budget("small", RECIPE, data or "cifar10-sample", (0,), changes)
     return Budget("full", RECIPE, data or "cifar10", (0,))
 
