@@ -76,6 +76,31 @@ def test_eval_predict_export_and_fine_tuning_take_a_pretrained_name(in_store, ti
     assert "initialised from resnet20:tiny" in (tuned / "log.txt").read_text()
 
 
+def test_reproduce_responses_measures_pretrained_nets(in_store, tiny_cifar, tmp_path):
+    """Fig. 7 from the shipped NET:TAG nets, nothing trained: the nets not shipped are named."""
+    from deepres.analysis.responses import layer_responses
+    from deepres.data import load_dataset
+    from deepres.train.checkpoint import model_from_checkpoint
+
+    out, store = tmp_path / "results", tmp_path / "runs"
+    args = ["--pretrained", "tiny", "--data", tiny_cifar, "--out", out, "--runs", store]
+    done = cli("reproduce", "responses", *args)
+    assert done.returncode == 0, done.stderr
+    assert not store.exists()  # nothing trained
+    cfg = load_pretrained("resnet20:tiny")["pretrained_cfg"]
+    report = (out / "responses" / "report.md").read_text()
+    assert f"| resnet20:tiny | cifar-fast | 0 | 0.00 | {cfg['test_error']:.2f} |" in report
+    assert "**Not shipped**: plain20:tiny, plain56:tiny, resnet56:tiny." in report and "Logs:" not in report
+    stds = json.loads((out / "responses" / "responses.json").read_text())
+    model, pipeline, _ = model_from_checkpoint(load_pretrained("resnet20:tiny"), "resnet20:tiny")
+    measured = dict(layer_responses(model, load_dataset(tiny_cifar).require("test"), pipeline))
+    assert list(stds) == ["resnet20"] and stds["resnet20"] == pytest.approx(list(measured.values()), rel=1e-6)
+
+    done = cli("reproduce", "cifar", *args)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1
+    assert "--pretrained: cifar reports on nets it trains; only responses measures pretrained nets" in done.stderr
+
+
 def test_a_damaged_or_unknown_net_is_a_one_line_error(in_store, tmp_path, monkeypatch):
     store, _ = in_store
     with pytest.raises(DeepresError, match=r"no pretrained net 'resnet56:tiny'; there are: resnet20:tiny"):

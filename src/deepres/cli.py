@@ -274,7 +274,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_reproduce(args: argparse.Namespace) -> int:
     from .reproduce import reproduce
 
-    print(reproduce(args.experiment, args.budget, args.out, args.data, args.runs, train=not args.no_train))
+    print(reproduce(args.experiment, args.budget, args.out, args.data, args.runs, not args.no_train, args.pretrained))
     return 0
 
 
@@ -396,6 +396,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="train nothing: report the runs already finished (in the store or logged under OUT by an earlier "
         "report) and name the rest",
+    )
+    p.add_argument(
+        "--pretrained",
+        metavar="TAG",
+        help="responses: measure the shipped pretrained nets NET:TAG (e.g. cifar10) instead of training; their "
+        "test set comes from --data (default: the budget's data)",
     )
     p.set_defaults(func=cmd_reproduce)
 

@@ -20,10 +20,11 @@ EXPERIMENTS: dict[str, Experiment] = {
 
 
 def reproduce(name: str, budget: str = "small", out: str | Path = "results", data: str | None = None,
-              store: str | Path = "runs", train: bool = True) -> Path:  # fmt: skip
+              store: str | Path = "runs", train: bool = True, pretrained: str | None = None) -> Path:  # fmt: skip
     """Run experiment ``name`` and return its report. Runs finished in the store ``store`` or logged by
     an earlier report under ``out`` are reused; the rest are trained, or with ``train=False`` left out
-    (a partial report, naming them)."""
+    (a partial report, naming them). ``pretrained``: a tag; an experiment that measures trained nets
+    (responses) measures the shipped ``NET:TAG`` nets instead, training nothing."""
     if name not in EXPERIMENTS:
         raise DeepresError(f"unknown experiment {name!r}; expected one of {', '.join(EXPERIMENTS)}")
     if budget not in BUDGETS:
@@ -31,4 +32,7 @@ def reproduce(name: str, budget: str = "small", out: str | Path = "results", dat
     experiment = EXPERIMENTS[name]
     if data is not None and not experiment.trains:
         raise DeepresError(f"--data: {name} trains nothing and reads no data")
-    return experiment.run(Request(Path(out) / name, budget, data, Path(store), train))
+    if pretrained is not None and not experiment.measures_pretrained:
+        which = ", ".join(e.name for e in EXPERIMENTS.values() if e.measures_pretrained)
+        raise DeepresError(f"--pretrained: {name} reports on nets it trains; only {which} measures pretrained nets")
+    return experiment.run(Request(Path(out) / name, budget, data, Path(store), train, pretrained))

@@ -1,7 +1,7 @@
 """One contract for every experiment: an ``Experiment`` is told what was asked (a ``Request``: the
-budget, the data, the run store, whether it may train) and returns a ``Report`` (a title, a body,
-the runs it lacks); writing the report, its partial-report note and its link to the logs happens
-here, once."""
+budget, the data, the run store, whether it may train, or which pretrained nets to measure) and
+returns a ``Report`` (a title, a body, the runs it lacks); writing the report, its partial-report
+note and its link to the logs happens here, once."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ class Request:
     data: str | None = None  # None: the budget's own data
     store: Path = Path("runs")  # the shared run store (checkpoints)
     train: bool = True  # False: report what is finished, name the rest
+    pretrained: str | None = None  # a tag: measure the shipped NET:TAG nets instead of runs
 
 
 @dataclass
@@ -40,6 +41,7 @@ class Experiment:
     trains: bool  # it trains runs (and reads --data); else it counts or measures without training
     make: Callable[[Request], Report]
     summary: str = ""  # one line for `deepres reproduce --help`
+    measures_pretrained: bool = False  # it can measure shipped pretrained nets instead of its runs
 
     def run(self, request: Request) -> Path:
         request.folder.mkdir(parents=True, exist_ok=True)

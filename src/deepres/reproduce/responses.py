@@ -15,6 +15,7 @@ from ..analysis.curves import depth_colors
 from ..analysis.responses import layer_responses
 from ..data import FileSet, ImageSet, load_dataset
 from ..io import write_text_atomic
+from ..pretrained import list_pretrained, load_pretrained
 from ..train.checkpoint import load_checkpoint, model_from_checkpoint
 from ..train.rundir import RunDir
 from .cifar import budget_for, train_all
@@ -28,14 +29,19 @@ NETS = {
 }
 
 
+def checkpoint_responses(ckpt: dict, name: str, test: ImageSet | FileSet) -> dict[str, float]:
+    """{3x3 layer: std of its response on ``test``} for the weights of a checkpoint (fp32)."""
+    model, pipeline, _ = model_from_checkpoint(ckpt, name)
+    return dict(layer_responses(model, test, pipeline))
+
+
 def run_responses(run: Path, test: Callable[[], ImageSet | FileSet]) -> dict[str, float] | None:
     """{3x3 layer: std of its response on the test set} for a run's last checkpoint (fp32), measured
     now and logged in the run's responses.json; for a run known only by its logs (its checkpoint not at
     hand), the logged measurement; None if neither."""
     log = run / RunDir.RESPONSES
     if (run / RunDir.LAST).is_file():
-        model, pipeline, _ = model_from_checkpoint(load_checkpoint(run / RunDir.LAST), str(run))
-        stds = dict(layer_responses(model, test(), pipeline))
+        stds = checkpoint_responses(load_checkpoint(run / RunDir.LAST), str(run), test())
         record = {"checkpoint": RunDir.LAST, "split": "test", "std": stds}
         write_text_atomic(log, json.dumps(record, indent=1) + "\n")
         return stds
@@ -55,6 +61,22 @@ def measure(runs: dict[str, list[Path]], data: str) -> tuple[dict[str, list[floa
         else:
             stds[name] = list(layers.values())
     return stds, unmeasured
+
+
+def measure_pretrained(nets: list[str], tag: str, data: str) -> tuple[dict[str, list[float]], dict, list[str]]:
+    """(per net, the std of each 3x3 layer's response; per net, its pretrained cfg; the nets not
+    shipped as NET:TAG)."""
+    shipped = set(list_pretrained())
+    test = functools.cache(lambda: load_dataset(data).require("test"))
+    stds, cfgs, absent = {}, {}, []
+    for net in nets:
+        name = f"{net}:{tag}"
+        if name not in shipped:
+            absent.append(name)
+            continue
+        ckpt = load_pretrained(name)
+        stds[net], cfgs[net] = list(checkpoint_responses(ckpt, name, test()).values()), ckpt["pretrained_cfg"]
+    return stds, cfgs, absent
 
 
 def plot(stds: dict[str, list[float]], path: Path) -> None:
@@ -105,10 +127,25 @@ def unmeasured_note(nets: list[str]) -> str:
 def make(q: Request) -> Report:
     folder = q.folder
     b = budget_for(q.budget, q.data)
-    runs, missing = train_all(folder, b, NETS[q.budget], q.store, q.train)
-    stds, unmeasured = measure(runs, b.data)
-    for rs in runs.values():
-        copy_logs(rs[0], folder / "runs" / rs[0].name)  # now with its responses.json
+    if q.pretrained:
+        stds, cfgs, absent = measure_pretrained(NETS[q.budget], q.pretrained, b.data)
+        rows = [[f"{n}:{q.pretrained}", c["recipe"], c["seed"], f"{c['images_trained'] / 1e6:.2f}",
+                 f"{c['test_error']:.2f}", f"`{c['source_run']}`"] for n, c in cfgs.items()]  # fmt: skip
+        what = f"""The pretrained nets `NET:{q.pretrained}` (`deepres.list_pretrained()`), measured on the test set
+of the data below; nothing trained.
+
+{markdown_table(["net", "recipe", "seed", "images trained (M)", "test error %", "source run"], rows)}
+
+For each net,"""
+        missing, unmeasured, logs = [], [], False
+    else:
+        runs, missing = train_all(folder, b, NETS[q.budget], q.store, q.train)
+        stds, unmeasured = measure(runs, b.data)
+        for rs in runs.values():
+            copy_logs(rs[0], folder / "runs" / rs[0].name)  # now with its responses.json
+        what = f"{b.label}, seed {list(b.seeds)}; budget `{q.budget}`.{small_note(q.budget)}\n"
+        what += "For each net's last checkpoint,"
+        absent, logs = [], True
     plot(stds, folder / "fig7.png")
     write_text_atomic(folder / "responses.json", json.dumps(stds, indent=1) + "\n")
     mean = {n: statistics.mean(v) for n, v in stds.items()}
@@ -116,8 +153,8 @@ def make(q: Request) -> Report:
         ["net", "3x3 layers", "mean std", "median std", "max std"],
         [[n, len(v), f"{mean[n]:.3f}", f"{statistics.median(v):.3f}", f"{max(v):.3f}"] for n, v in stds.items()],
     )
-    body = f"""{b.label}, seed {list(b.seeds)}; budget `{q.budget}`.{small_note(q.budget)}
-For each net's last checkpoint, the standard deviation of every 3x3 layer's output after its BN and
+    not_shipped = f"\n**Not shipped**: {', '.join(absent)}.\n" if absent else ""
+    body = f"""{what} the standard deviation of every 3x3 layer's output after its BN and
 before the ReLU or the residual addition (the stem convolution included), over all elements (images,
 channels, positions) of the test set, in eval mode (fp32). {data_note(b.data)}
 
@@ -129,8 +166,10 @@ Top: in layer order; bottom: sorted by magnitude. Dashed: plain nets. Per-layer 
 {table}
 
 {findings(mean)}
-{unmeasured_note(unmeasured)}"""
-    return Report("Layer responses: the paper's Fig. 7", body, missing)
+{unmeasured_note(unmeasured)}{not_shipped}"""
+    return Report("Layer responses: the paper's Fig. 7", body, missing, logs)
 
 
-EXPERIMENT = Experiment("responses", True, make, "Fig. 7: the std of each 3x3 layer's response, plain vs residual")
+EXPERIMENT = Experiment(
+    "responses", True, make, "Fig. 7: the std of each 3x3 layer's response, plain vs residual", measures_pretrained=True
+)
