@@ -156,26 +156,16 @@ def cmd_recipe(args: argparse.Namespace) -> int:
 
 # --- eval / predict / plot / download ----------------------------------------------------------------------
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .data import load_dataset
     from .evaluate import evaluate
     from .train.checkpoint import load_target, model_from_checkpoint
-    from .train.parts import split_data
-    from .train.recipe import Recipe
+    from .train.parts import checkpoint_splits
 
     ckpt, path = load_target(args.checkpoint, args.which)
-    model, pipeline, classes = model_from_checkpoint(ckpt, path)
-    recipe = Recipe.from_dict(ckpt["recipe"], f"{path} recipe")
-    if args.data:
-        recipe = recipe.replace(data=args.data, val_split=0)
-    bundle = load_dataset(recipe.data)
-    if bundle.classes != classes:
-        raise DeepresError(
-            f"{recipe.data}: its {len(bundle.classes)} classes are not the {len(classes)} the checkpoint was trained on"
-        )
-    train_set, val_set, test_set, test_name, _ = split_data(bundle, recipe)
+    model, pipeline, _ = model_from_checkpoint(ckpt, path)
+    train_set, val_set, test_set, test_name, _ = checkpoint_splits(ckpt, path, args.data)
     split = {"train": train_set, "val": val_set, "test": test_set}[args.split]
     if split is None:
-        raise DeepresError(f"{recipe.data}: no {args.split} split")
+        raise DeepresError(f"{args.data or ckpt['recipe']['data']}: no {args.split} split")
     modes = [m for m, on in (("ten-crop", args.ten_crop), ("multi-scale", args.multi_scale)) if on] or ["center"]
     rows = []
     for mode in modes:

@@ -157,16 +157,13 @@ def package(run: str | os.PathLike, tag: str, folder: str | os.PathLike | None =
 
 def _measure(ckpt: dict, name: str) -> tuple[float, int]:
     """(top-1 error %, images) of a checkpoint's reported weights in fp32 on its run's final test split."""
-    from .data import load_dataset
     from .evaluate import evaluate
     from .train.checkpoint import model_from_checkpoint
-    from .train.parts import split_data
-    from .train.recipe import Recipe
+    from .train.parts import checkpoint_splits
 
     model, pipeline, _ = model_from_checkpoint(ckpt, name)
-    recipe = Recipe.from_dict(ckpt["recipe"], f"{name} recipe")
-    _, _, test, _, _ = split_data(load_dataset(recipe.data), recipe)
+    _, _, test, _, _ = checkpoint_splits(ckpt, name)
     if test is None:
-        raise DeepresError(f"{name}: its data {recipe.data} has no split to test on")
+        raise DeepresError(f"{name}: its data {ckpt['recipe']['data']} has no split to test on")
     result = evaluate(model, test, pipeline, "center", False, 500, "fp32")
     return result["top1_error"], result["n"]

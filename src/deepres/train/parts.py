@@ -87,6 +87,19 @@ def split_data(bundle: DataBundle, recipe: Recipe):
     return train, val, test if test is not None else val, "test" if test is not None else "val", ""
 
 
+def checkpoint_splits(ckpt: dict, origin: str, data: str | None = None):
+    """``split_data`` for the run a checkpoint comes from: its recipe's data and split, or ``data``
+    (all of its training images, its own val and test), which must have the checkpoint's classes."""
+    recipe = Recipe.from_dict(ckpt["recipe"], f"{origin} recipe")
+    if data:
+        recipe = recipe.replace(data=data, val_split=0)
+    bundle = load_dataset(recipe.data)
+    if bundle.classes != list(ckpt["classes"]):
+        raise DeepresError(f"{recipe.data}: its {len(bundle.classes)} classes are not the {len(ckpt['classes'])} "
+                           "the checkpoint was trained on")  # fmt: skip
+    return split_data(bundle, recipe)
+
+
 def build_parts(recipe: Recipe, dist: Dist | None = None, checkpoint: dict | None = None, origin: str = "") -> Parts:
     """The parts of a run of ``recipe`` (resolved). ``checkpoint``: the state a resumed run restores
     later (it fixes the pipeline and must have been trained on the same data); ``origin`` names it."""
