@@ -146,6 +146,38 @@ def test_paper_schedule_report(tmp_path):
     assert re.search(r"^\| plain20 \|.* \| (fp32|bf16) \|$", report, re.M)  # the precision it trained in
 
 
+def test_ablation_adds_one_technique_at_a_time(tmp_path, tiny_cifar):
+    """Small budget on the 640-image slice: each step's run differs from the one before in exactly
+    the recipe fields of the technique it adds; the network never changes; the table reads the final
+    validation error of each run. The full budget stays within a quarter of the paper's images."""
+    from deepres.models import create_model
+    from deepres.reproduce.ablation import EPOCHS, plan
+
+    store, out = tmp_path / "runs", tmp_path / "results"
+    done = cli("reproduce", "ablation", "--data", tiny_cifar, "--out", out, "--runs", store, timeout=900)
+    assert done.returncode == 0, done.stderr[-2000:]
+    folder = out / "ablation"
+    assert (folder / "images_to_error.png").read_bytes()[:4] == b"\x89PNG"
+    report = (folder / "report.md").read_text()
+    steps = plan("small", str(tiny_cifar))
+    recipes = []
+    for i, (step, _) in enumerate(steps):
+        run = folder / "runs" / f"resnet20-ablation{i}-{step.tag}-s0"
+        recipes.append(tomllib.loads((run / "recipe.toml").read_text()))
+        val = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])["val_error"]
+        assert f"| {i}. {step.tag} | {step.adds} | {val:.2f} |" in report
+    for i in range(1, len(steps)):
+        changed = {k for k in recipes[i] if recipes[i][k] != recipes[i - 1][k]}
+        assert changed and changed <= set(steps[i][0].changes), (i, changed)
+    assert {r["model"] for r in recipes} == {"resnet20"} and "not reached" in report
+
+    full = [b.resolved_recipe() for _, b in plan("full", None)]
+    assert all(r.epochs == EPOCHS["full"] and r.epochs * (50_000 - r.val_split) <= 2.05e6 for r in full)
+    assert [s.seeds for s, _ in plan("full", None)][-2:] == [(0, 1), (0, 1)]
+    net = sum(p.numel() for p in create_model("resnet20").parameters())
+    assert sum(p.numel() for p in create_model("resnet20", **full[-1].model_options).parameters()) == net
+
+
 def test_reports_name_their_data_by_checksum(tmp_path):
     from deepres.reproduce.report import data_identity, data_note
 

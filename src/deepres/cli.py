@@ -374,7 +374,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("reproduce", help="one of the paper's experiments, from real runs: report, figures, logs")
     # Named here, not imported from deepres.reproduce: the command line starts without torch (a test
     # checks that these are the experiments there are).
-    p.add_argument("experiment", help="complexity, cifar, degradation, shortcuts, responses or paper-schedule")
+    p.add_argument(
+        "experiment", help="complexity, cifar, degradation, shortcuts, responses, paper-schedule or ablation"
+    )
     p.add_argument(
         "--budget", choices=["small", "full"], default="small", help="small: minutes (CI); full: the reports"
     )

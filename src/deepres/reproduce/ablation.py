@@ -1,0 +1,211 @@
+"""The paper's ResNet-20 for a quarter of the paper's training images: starting from the paper's own
+procedure at that budget, one training technique added at a time (the network and the test protocol
+never change), each step's validation error beside the one before, and the images (and minutes) each
+needs to reach the paper's 8.75 %, on one axis with the paper's full schedule."""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..train.rundir import RunDir
+from . import paper_schedule
+from .cifar import PAPER, mean_std
+from .experiment import Experiment, Report, Request
+from .paper_schedule import images_seen, precisions
+from .report import data_note, markdown_table, small_note
+from .runs import Budget, copy_logs, finished_run, images_to_error, metrics, report_logs, run_dir, test_error
+
+NET = "resnet20"
+TARGET = PAPER[NET]  # the paper's 8.75 %
+# 45 epochs of the 45k training images: 2.02 M images, a quarter of the paper's 64k x 128 = 8.19 M.
+EPOCHS = {"small": 1, "full": 45}
+
+
+@dataclass(frozen=True)
+class Step:
+    """One technique added to the steps before it: its recipe changes, and the seeds it is run with."""
+
+    tag: str
+    adds: str
+    changes: dict
+    seeds: tuple[int, ...] = (0,)
+
+
+def steps(epochs: float, seeds: tuple[int, ...]) -> list[Step]:
+    """The ablation for runs of ``epochs``, in order; the last two (the recipe found) with ``seeds``."""
+    return [
+        Step(
+            "paper",
+            f"the paper's procedure in {epochs:g} epochs: lr 0.1, / 10 at 50 % and 75 % of the run",
+            {"epochs": epochs, "iterations": 0, "milestones": [epochs / 2, epochs * 3 / 4]},
+        ),
+        Step(
+            "onecycle",
+            "one-cycle lr: a linear rise to 0.2 over the first 20 %, then a linear fall to 0",
+            {"schedule": "onecycle", "lr": 0.2, "warmup": epochs / 5, "milestones": []},
+        ),
+        Step("nesterov", "Nesterov momentum", {"nesterov": True}),
+        Step("smoothing", "label smoothing 0.1", {"label_smoothing": 0.1}),
+        Step(
+            "decay",
+            "weight decay 5e-4, none on BN scales and shifts",
+            {"weight_decay": 5e-4, "decay_norm_and_bias": False},
+        ),
+        Step(
+            "zero-init",
+            "each block's last BN starts at zero (the block starts as the identity)",
+            {"model_options": {"zero_init_residual": True}},
+            seeds,
+        ),
+        Step("ema", "the reported weights are an EMA of the trained ones (decay 0.999)", {"ema_decay": 0.999}, seeds),
+    ]
+
+
+def budget(name: str, data: str | None) -> Budget:
+    if name == "small":
+        # The embedded sample, one epoch of batch 32 a step: checks the machinery.
+        return Budget("small", "cifar-paper", data or "cifar10-sample", (0,), (("val_split", 500), ("batch_size", 32)))
+    return Budget("full", "cifar-paper", data or "cifar10", (0, 1))
+
+
+def plan(budget_name: str, data: str | None) -> list[tuple[Step, Budget]]:
+    """Each step with the budget its runs train under: the changes of every step up to it."""
+    b = budget(budget_name, data)
+    changes: dict = dict(b.overrides)
+    planned = []
+    for step in steps(EPOCHS[budget_name], b.seeds):
+        changes = {**changes, **step.changes}
+        planned.append((step, dataclasses.replace(b, seeds=step.seeds, overrides=tuple(changes.items()))))
+    return planned
+
+
+def tag(i: int, step: Step) -> str:
+    return f"ablation{i}-{step.tag}"
+
+
+def final_val_error(run: Path) -> float:
+    """The validation error of the final weights (the last epoch validates)."""
+    return metrics(run)[-1]["val_error"]
+
+
+def minutes_to(run: Path, target: float) -> tuple[float, float] | None:
+    """(images in millions, training minutes) until the run's validation error first reached
+    ``target``; None if it never did."""
+    reached = images_to_error(run, target)
+    if reached is None:
+        return None
+    images, epoch = reached
+    return images / 1e6, sum(m["seconds"] for m in metrics(run)[:epoch]) / 60
+
+
+def paper_schedule_run(q: Request) -> Path | None:
+    """The paper-schedule ResNet-20 (seed 0) on the same data, finished or still training: in the
+    store, else logged by the paper-schedule report."""
+    b = paper_schedule.budget(q.budget, q.data)
+    for run in (run_dir(q.store, b, NET, 0), q.folder.parent / paper_schedule.EXPERIMENT.name / "runs" / f"{NET}-s0"):
+        if (run / RunDir.METRICS).is_file() and metrics(run):
+            return run
+    return None
+
+
+def figure(path: Path, done: list[tuple[int, Step, list[Path]]], reference: Path | None) -> None:
+    """Validation error against training images: every step's first seed, and the paper's schedule."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=120)
+    curves = [(f"{i}. {s.tag}", rs[0], i == done[-1][0]) for i, s, rs in done]
+    if reference is not None:
+        state = "" if RunDir(reference).finished else ", in progress"
+        curves.append((f"the paper's schedule (64k iterations{state})", reference, False))
+    for label, run, last in curves:
+        batch = RunDir(run).recipe()["batch_size"]
+        rows = [m for m in metrics(run) if "val_error" in m]
+        style = {"linewidth": 2.0 if last else 1.0, "color": "black" if "paper's schedule" in label else None}
+        ax.plot([m["step"] * batch / 1e6 for m in rows], [m["val_error"] for m in rows], label=label, **style)
+    ax.axhline(TARGET, color="grey", linestyle=":", linewidth=0.8)
+    ax.set_xlabel("training images seen (millions)")
+    ax.set_ylabel("validation error (%)")
+    ax.set_ylim(0, 30)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(f"ResNet-20: validation error against images (dotted: the paper's {TARGET} %)")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def table(done: list[tuple[int, Step, list[Path]]]) -> str:
+    rows, before = [], None
+    for i, step, runs in done:
+        val = [final_val_error(r) for r in runs]
+        mean = statistics.mean(val)
+        rows.append([f"{i}. {step.tag}", step.adds, ", ".join(f"{v:.2f}" for v in val), mean_std(val),
+                     "-" if before is None else f"{mean - before:+.2f}",
+                     f"{statistics.mean(test_error(r) for r in runs):.2f}",
+                     f"{statistics.mean(images_seen(r) for r in runs):.3g}",
+                     "; ".join(dict.fromkeys(precisions(r) for r in runs))])  # fmt: skip
+        before = mean
+    header = ["step", "adds", "val error % per seed", "mean +- std", "vs the step before", "test error % (mean)",
+              "training images (M)", "precision"]  # fmt: skip
+    return markdown_table(header, rows)
+
+
+def target_table(done: list[tuple[int, Step, list[Path]]], reference: Path | None) -> str:
+    runs = [(f"{done[-1][0]}. {done[-1][1].tag}, seed {RunDir(r).recipe()['seed']}", r) for r in done[-1][2]]
+    if reference is not None:
+        runs.append(("the paper's schedule, seed 0", reference))
+    rows = []
+    for label, run in runs:
+        reached = minutes_to(run, TARGET)
+        best = min(m["val_error"] for m in metrics(run) if "val_error" in m)
+        rows.append([label, *((f"not reached (best {best:.2f} %)", "-") if reached is None else
+                              (f"{reached[0]:.3g}", f"{reached[1]:.0f}"))])  # fmt: skip
+    return markdown_table(["run", f"images to {TARGET} % val error (M)", "training minutes to it"], rows)
+
+
+def make(q: Request) -> Report:
+    folder, logs = q.folder, report_logs(q.folder)
+    done, missing = [], []
+    for i, (step, b) in enumerate(plan(q.budget, q.data)):
+        runs = []
+        for seed in step.seeds:
+            run = finished_run(q.store, logs, b, NET, seed, tag=tag(i, step), train=q.train)
+            if run is None:
+                missing.append(f"{i}. {step.tag} seed {seed}")
+                continue
+            copy_logs(run, folder / "runs" / run.name)
+            runs.append(run)
+        if runs:
+            done.append((i, step, runs))
+    b = budget(q.budget, q.data)
+    if not done:
+        body = f"{b.label}; budget `{q.budget}`.{small_note(q.budget)} {data_note(b.data)}\nNo step has run yet."
+        return Report("Ablation: the paper's ResNet-20 for a quarter of its images", body, missing)
+    reference = paper_schedule_run(q)
+    figure(folder / "images_to_error.png", done, reference)
+    images = statistics.mean(images_seen(r) for r in done[0][2])
+    held_out = b.resolved_recipe().val_split
+    body = f"""{b.label}; budget `{q.budget}`.{small_note(q.budget)} {data_note(b.data)}
+ResNet-20 exactly as the paper builds it (option A) for {EPOCHS[q.budget]} epoch(s) ({images:.3g} M training
+images; the paper trains 64k x 128 = 8.19 M). Each step keeps everything of the steps above it and adds
+one technique; the network and the test protocol (final weights, single centre crop) never change and
+nothing is chosen on the test set: the steps are compared on the {held_out:,} held-out validation images.
+
+{table(done)}
+
+![validation error against training images](images_to_error.png)
+
+{target_table(done, reference)}
+
+Minutes are training time on the machines the runs used (each run's `env.json` segments).
+"""
+    return Report("Ablation: the paper's ResNet-20 for a quarter of its images", body, missing)
+
+
+EXPERIMENT = Experiment("ablation", True, make, "ResNet-20 at a quarter of the paper's images, one technique at a time")
