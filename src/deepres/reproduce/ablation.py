@@ -16,7 +16,7 @@ from .cifar import PAPER, mean_std
 from .experiment import Experiment, Report, Request
 from .paper_schedule import images_seen, precisions
 from .report import data_note, markdown_table, small_note
-from .runs import Budget, copy_logs, finished_run, images_to_error, metrics, report_logs, run_dir, test_error
+from .runs import Budget, images_to_error, metrics, run_dir, seed_runs, test_error
 
 NET = "resnet20"
 TARGET = PAPER[NET]  # the paper's 8.75 %
@@ -170,17 +170,10 @@ def target_table(done: list[tuple[int, Step, list[Path]]], reference: Path | Non
 
 
 def make(q: Request) -> Report:
-    folder, logs = q.folder, report_logs(q.folder)
-    done, missing = [], []
+    folder, done, missing = q.folder, [], []
     for i, (step, b) in enumerate(plan(q.budget, q.data)):
-        runs = []
-        for seed in step.seeds:
-            run = finished_run(q.store, logs, b, NET, seed, tag=tag(i, step), train=q.train)
-            if run is None:
-                missing.append(f"{i}. {step.tag} seed {seed}")
-                continue
-            copy_logs(run, folder / "runs" / run.name)
-            runs.append(run)
+        runs, absent = seed_runs(folder, q.store, b, NET, tag(i, step), q.train)
+        missing += [f"{i}. {step.tag} seed {seed}" for seed in absent]
         if runs:
             done.append((i, step, runs))
     b = budget(q.budget, q.data)

@@ -14,7 +14,7 @@ from ..train.rundir import RunDir
 from .cifar import AKAMASTER, PAPER, final_train_error, mean_std, two_places
 from .experiment import Experiment, Report, Request
 from .report import compare, data_note, markdown_table, small_note
-from .runs import Budget, compute_minutes, copy_logs, finished_run, median_throughput, metrics, report_logs, test_error
+from .runs import Budget, compute_minutes, median_throughput, metrics, seed_runs, test_error
 
 RECIPE = "cifar-paper"
 # Within this of the paper's figure, a net "reproduces" it. Seeds alone spread ResNet-110 by a
@@ -138,17 +138,11 @@ def figure(folder: Path, done: list[tuple[Planned, list[Path]]], milestones: lis
 def make(q: Request) -> Report:
     folder, budget_name = q.folder, q.budget
     b = budget(budget_name, q.data)
-    done, missing, logs = [], [], report_logs(folder)
+    done, missing = [], []
     for plan in PLANS[budget_name]:
         planned = dataclasses.replace(b, seeds=plan.seeds, overrides=b.overrides + plan.changes)
-        runs = []
-        for seed in plan.seeds:
-            run_dir = finished_run(q.store, logs, planned, plan.net, seed, tag=plan.tag, train=q.train)
-            if run_dir is None:
-                missing.append(f"{plan.label} seed {seed}")
-                continue
-            copy_logs(run_dir, folder / "runs" / run_dir.name)
-            runs.append(run_dir)
+        runs, absent = seed_runs(folder, q.store, planned, plan.net, plan.tag, q.train)
+        missing += [f"{plan.label} seed {seed}" for seed in absent]
         if runs:
             done.append((plan, runs))
     recipe = b.resolved_recipe()

@@ -124,6 +124,22 @@ def finished_run(
     return done or ensure_run(store, budget, model, seed, options, tag, train)
 
 
+def seed_runs(
+    folder: Path, store: Path, budget: Budget, model: str, tag: str = "", train: bool = True
+) -> tuple[list[Path], list[int]]:
+    """(the finished run of ``model`` for each of the budget's seeds, the seeds with none): see
+    ``finished_run``; the logs of each are copied into the report's ``folder/runs``."""
+    runs, absent, logs = [], [], report_logs(folder)
+    for seed in budget.seeds:
+        run = finished_run(store, logs, budget, model, seed, tag=tag, train=train)
+        if run is None:
+            absent.append(seed)
+            continue
+        copy_logs(run, folder / "runs" / run.name)
+        runs.append(run)
+    return runs, absent
+
+
 def test_error(run: Path) -> float:
     """Top-1 test error (%) of the last checkpoint: the val split picked nothing the test reports."""
     return RunDir(run).test_error()
