@@ -178,6 +178,21 @@ def test_ablation_adds_one_technique_at_a_time(tmp_path, tiny_cifar):
     assert sum(p.numel() for p in create_model("resnet20", **full[-1].model_options).parameters()) == net
 
 
+def test_a_run_another_process_trains_is_left_to_it(tmp_path, tiny_cifar):
+    """Two `deepres reproduce` processes share one store: each skips the runs the other holds."""
+    from deepres.reproduce.runs import finished_run, run_dir, small
+    from deepres.train.rundir import RunDirClaim
+
+    budget = small(str(tiny_cifar))
+    out = run_dir(tmp_path, budget, "resnet20", 0)
+    claim = RunDirClaim(out)  # as another process's training holds it
+    try:
+        assert finished_run(tmp_path, [], budget, "resnet20", 0, train=True) is None
+    finally:
+        claim.release()
+    assert not (out / "last.pt").exists() and not (out / "log.txt").exists()  # nothing trained, nothing touched
+
+
 def test_reports_name_their_data_by_checksum(tmp_path):
     from deepres.reproduce.report import data_identity, data_note
 

@@ -17,3 +17,7 @@ class WeightsError(DeepresError, ValueError):
 
 class ConfigError(DeepresError, ValueError):
     """An unknown model, recipe or option, or a value of the wrong type or range."""
+
+
+class RunInUse(DeepresError):
+    """A run directory another deepres training holds."""

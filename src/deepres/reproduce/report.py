@@ -46,7 +46,8 @@ def small_note(budget: str) -> str:
 
 
 def missing_note(missing: list[str]) -> str:
-    """What a report made with ``--no-train`` leaves out: runs not finished in the store yet."""
+    """What a report leaves out: runs not finished in the store yet (with ``--no-train``, or trained
+    by another process at the time)."""
     if not missing:
         return ""
     return f"\n**Partial report**: not yet run at this budget: {', '.join(missing)} (run without `--no-train`).\n"

@@ -15,6 +15,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import RunInUse
 from ..train.recipe import Recipe, fields_with_role, load_recipe
 from ..train.rundir import RunDir
 
@@ -117,11 +118,16 @@ def finished_run(
     tag: str = "", train: bool = True,
 ) -> Path | None:  # fmt: skip
     """The run's store directory if finished there; else its logs from an earlier report (one of
-    ``logs``); else, if ``train``, the store's run trained (or resumed) now; else None."""
+    ``logs``); else, if ``train``, the store's run trained (or resumed) now; else None. A run that
+    another process is training is left to it (None): two processes can work through one
+    experiment's runs side by side, say one per core under ``taskset``."""
     done = ensure_run(store, budget, model, seed, options, tag, train=False)
     for folder in logs:
         done = done or logged_run(folder, budget, model, seed, options, tag)
-    return done or ensure_run(store, budget, model, seed, options, tag, train)
+    try:
+        return done or ensure_run(store, budget, model, seed, options, tag, train)
+    except RunInUse:
+        return None
 
 
 def seed_runs(

@@ -16,7 +16,7 @@ import os
 import tomllib
 from pathlib import Path
 
-from ..errors import DeepresError
+from ..errors import DeepresError, RunInUse
 
 LOCK = ".lock"
 
@@ -40,7 +40,7 @@ class RunDirClaim:
         except BlockingIOError:
             other = os.read(self.fd, 32).decode(errors="replace").strip() or "?"
             os.close(self.fd)
-            raise DeepresError(
+            raise RunInUse(
                 f"{path}: in use by another deepres training (pid {other}); wait for it to end or choose another {flag}"
             ) from None
         os.ftruncate(self.fd, 0)
