@@ -193,6 +193,24 @@ def test_a_run_another_process_trains_is_left_to_it(tmp_path, tiny_cifar):
     assert not (out / "last.pt").exists() and not (out / "log.txt").exists()  # nothing trained, nothing touched
 
 
+def test_a_store_run_of_another_recipe_is_never_reused(tmp_path, tiny_cifar):
+    """A run in the store under the planned name but trained otherwise (a step of an experiment
+    redefined since, say) is a one-line error naming the difference, never a silently wrong row."""
+    from deepres.errors import DeepresError
+    from deepres.reproduce.runs import finished_run, planned_recipe, run_dir, small
+
+    budget = small(str(tiny_cifar))
+    out = run_dir(tmp_path, budget, "resnet20", 0)
+    out.mkdir(parents=True)
+    (out / "recipe.toml").write_text(planned_recipe(budget, "resnet20", 0).replace(lr=0.05).resolved().to_toml())
+    (out / "test.json").write_text('{"test": {"top1_error": 50.0}}')
+    with pytest.raises(DeepresError, match=r"trained with another recipe than this experiment plans \(lr = 0.05, "
+                       r"planned 0.2\); move it away"):  # fmt: skip
+        finished_run(tmp_path, [], budget, "resnet20", 0, train=False)
+    (out / "recipe.toml").write_text(planned_recipe(budget, "resnet20", 0).replace(threads=1).resolved().to_toml())
+    assert finished_run(tmp_path, [], budget, "resnet20", 0, train=False) == out  # how fast it ran is no difference
+
+
 def test_reports_name_their_data_by_checksum(tmp_path):
     from deepres.reproduce.report import data_identity, data_note
 

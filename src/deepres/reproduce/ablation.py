@@ -171,11 +171,13 @@ def target_table(done: list[tuple[int, Step, list[Path]]], reference: Path | Non
 
 def make(q: Request) -> Report:
     folder, done, missing = q.folder, [], []
-    for i, (step, b) in enumerate(plan(q.budget, q.data)):
+    # The last step (the recipe found) trains first: its runs say whether the budget reaches the
+    # paper's error at all; the steps before it then say what bought what.
+    for i, (step, b) in reversed(list(enumerate(plan(q.budget, q.data)))):
         runs, absent = seed_runs(folder, q.store, b, NET, tag(i, step), q.train)
-        missing += [f"{i}. {step.tag} seed {seed}" for seed in absent]
+        missing[:0] = [f"{i}. {step.tag} seed {seed}" for seed in absent]
         if runs:
-            done.append((i, step, runs))
+            done.insert(0, (i, step, runs))
     b = budget(q.budget, q.data)
     if not done:
         body = f"{b.label}; budget `{q.budget}`.{small_note(q.budget)} {data_note(b.data)}\nNo step has run yet."

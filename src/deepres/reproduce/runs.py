@@ -15,7 +15,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import RunInUse
+from ..errors import DeepresError, RunInUse
 from ..train.recipe import Recipe, fields_with_role, load_recipe
 from ..train.rundir import RunDir
 
@@ -71,6 +71,13 @@ def ensure_run(
     from ..train.trainer import train as train_run
 
     out = run_dir(store, budget, model, seed, tag)
+    if (out / RunDir.RECIPE).is_file():  # a run there already: it must be the one planned, or it is not reused
+        planned = planned_recipe(budget, model, seed, options).resolved().to_dict()
+        logged = RunDir(out).recipe()
+        if differ := recipe_differences(logged, planned):
+            said = ", ".join(f"{k} = {logged.get(k)!r}, planned {planned[k]!r}" for k in differ)
+            raise DeepresError(f"{out}: trained with another recipe than this experiment plans ({said}); "
+                               "move it away to train the planned run")  # fmt: skip
     if RunDir(out).finished:
         return out
     if not train:
@@ -101,9 +108,14 @@ def logged_run(
     except tomllib.TOMLDecodeError:
         return None
     planned = planned_recipe(budget, model, seed, options).resolved().to_dict()
-    same = all(logged.get(k) == v for k, v in planned.items() if k not in HOW_FIELDS)
+    same = not recipe_differences(logged, planned)
     # The same data by its file or dataset name (the folder it was read from may differ).
     return run if same and Path(str(logged.get("data", ""))).name == Path(budget.data).name else None
+
+
+def recipe_differences(logged: dict, planned: dict) -> list[str]:
+    """The fields in which a run's recorded recipe differs from the planned one in what it trains."""
+    return [k for k, v in planned.items() if k not in HOW_FIELDS and logged.get(k) != v]
 
 
 def report_logs(folder: Path) -> list[Path]:
