@@ -91,6 +91,7 @@ def test_reproduce_responses_measures_pretrained_nets(in_store, tiny_cifar, tmp_
     report = (out / "responses" / "report.md").read_text()
     assert f"| resnet20:tiny | cifar-fast | 0 | 0.00 | {cfg['test_error']:.2f} |" in report
     assert "**Not shipped**: plain20:tiny, plain56:tiny, resnet56:tiny." in report and "Logs:" not in report
+    assert "| resnet20 responds more weakly than plain20 | not shipped | - |" in report
     stds = json.loads((out / "responses" / "responses.json").read_text())
     model, pipeline, _ = model_from_checkpoint(load_pretrained("resnet20:tiny"), "resnet20:tiny")
     measured = dict(layer_responses(model, load_dataset(tiny_cifar).require("test"), pipeline))

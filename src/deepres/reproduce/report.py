@@ -54,10 +54,11 @@ def missing_note(missing: list[str]) -> str:
 
 
 def compare(claim: str, values: dict[str, float], subject: str, other: str, lower: bool, unit: str = " %",
-            digits: int = 2) -> list[str]:  # fmt: skip
-    """A findings row: does net ``subject`` end lower (or higher) than net ``other`` in ``values``?"""
+            digits: int = 2, absent: str = "not yet run") -> list[str]:  # fmt: skip
+    """A findings row: does net ``subject`` end lower (or higher) than net ``other`` in ``values``?
+    ``absent``: what the row says when either has no value."""
     if subject not in values or other not in values:
-        return [claim, "not yet run", "-"]
+        return [claim, absent, "-"]
     holds = values[subject] < values[other] if lower else values[subject] > values[other]
     ours = f"{values[subject]:.{digits}f}{unit} vs {values[other]:.{digits}f}{unit}"
     return [claim, ours, "yes" if holds else "NO"]

@@ -107,10 +107,10 @@ def plot(stds: dict[str, list[float]], path: Path) -> None:
     plt.close(fig)
 
 
-def findings(mean: dict[str, float]) -> str:
+def findings(mean: dict[str, float], absent: str = "not yet run") -> str:
     """The paper's two readings of Fig. 7, checked on the mean std over each net's layers."""
     rows = [compare(f"resnet{d} responds more weakly than plain{d}", mean, f"resnet{d}", f"plain{d}", lower=True,
-                    unit="", digits=3) for d in (20, 56)]  # fmt: skip
+                    unit="", digits=3, absent=absent) for d in (20, 56)]  # fmt: skip
     residual = [n for n in ("resnet20", "resnet56", "resnet110") if n in mean]
     rows += [compare(f"the deeper {b} responds more weakly than {a}", mean, b, a, lower=True, unit="", digits=3)
              for a, b in zip(residual, residual[1:], strict=False)]  # fmt: skip
@@ -165,7 +165,7 @@ Top: in layer order; bottom: sorted by magnitude. Dashed: plain nets. Per-layer 
 
 {table}
 
-{findings(mean)}
+{findings(mean, "not shipped" if q.pretrained else "not yet run")}
 {unmeasured_note(unmeasured)}{not_shipped}"""
     return Report("Layer responses: the paper's Fig. 7", body, missing, logs)
 
