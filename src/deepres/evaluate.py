@@ -147,6 +147,16 @@ def evaluate(
     }
 
 
+@torch.no_grad()
+def predictions(model: nn.Module, split: ImageSet, pipeline: Pipeline, precision: str = "fp32",
+                batch_size: int = 500) -> Tensor:  # fmt: skip
+    """Each image's top-1 class (centre crop), in the split's order: a per-image record of what a
+    trained net answers. Leaves the model in eval mode."""
+    model.eval()
+    ev = Evaluator(model, pipeline, "center", False, precision)
+    return torch.cat([ev.log_probs(images).argmax(1) for images, _ in eval_batches(split, batch_size)])
+
+
 def predict_probs(model: nn.Module, pipeline: Pipeline, image: np.ndarray, precision: str = "auto") -> Tensor:
     """Class probabilities for one decoded image of any size (H, W, C uint8)."""
     x = pipeline.image_to_batch(image)

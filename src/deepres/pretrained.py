@@ -2,7 +2,8 @@
 
 A net is named ``NET:TAG`` (``resnet56:cifar10``). Each is one safetensors file in the store
 (``deepres/weights/`` in the package; ``DEEPRES_PRETRAINED`` names another), holding the weights a
-run reported, the preprocessing it was trained with (the per-pixel mean image, or mean and std), and,
+run reported, the preprocessing it was trained with (the per-pixel mean image, or mean and std), the
+top-1 class it gives each test image (a record a later evaluation must match exactly), and,
 in its metadata, everything a deepres checkpoint says about the net and its ``pretrained_cfg``: the
 test error measured at packaging, the recipe, seed, data checksum and source run. ``index.json``
 beside the files names each file and its sha256, which is checked on every load.
@@ -26,6 +27,9 @@ STORE = Path(__file__).parent / "weights"
 STORE_VARIABLE = "DEEPRES_PRETRAINED"
 INDEX = "index.json"
 PIPELINE_TENSORS = ("mean", "std")  # the pipeline's tensors, stored beside the weights as pipeline.<name>
+# Each test image's top-1 class as packaged (int16, the test split's order): a slice re-evaluated
+# later must give exactly these, and the recorded test error is recomputed from them.
+TEST_PREDICTIONS = "test.top1"
 
 
 def store() -> Path:
@@ -89,6 +93,7 @@ def load_pretrained(name: str, folder: Path | None = None) -> dict:
         "format": FORMAT, "model_name": meta["model_name"], "model_options": meta["model_options"],
         "in_chans": meta["in_chans"], "classes": meta["classes"], "pipeline": pipeline, "recipe": meta["recipe"],
         "model": weights, "ema": None, "step": meta["step"], "epoch": meta["epoch"], "pretrained_cfg": cfg,
+        "test_predictions": tensors.get(TEST_PREDICTIONS),
     }  # fmt: skip
 
 
@@ -120,7 +125,8 @@ def package(run: str | os.PathLike, tag: str, folder: str | os.PathLike | None =
     data = Path(str(recipe["data"])).expanduser()
     pipeline = {k: v for k, v in ckpt["pipeline"].items() if k not in PIPELINE_TENSORS}
     size = ckpt["pipeline"].get("crop") or (ckpt["pipeline"].get("image_size") or [0])[0]
-    test_error, images = _measure(ckpt, name=str(run))
+    answers, labels = _test_predictions(ckpt, name=str(run))
+    test_error = 100 * (answers != labels).sum().item() / len(labels)
     cfg = {
         "normalize": pipeline["normalize"],
         "input": "RGB in [0, 1], then minus mean (the per-pixel mean image, C x H x W) for pixel-mean, "
@@ -128,7 +134,7 @@ def package(run: str | os.PathLike, tag: str, folder: str | os.PathLike | None =
         "input_size": size,
         "classes": list(ckpt["classes"]),
         "test_error": test_error,  # of these weights in fp32, centre crop: what loading them gives
-        "test_images": images,
+        "test_images": len(labels),
         "test_split": test["test"].get("split", "test"),
         "run_test_error": test["test"]["top1_error"],  # as the run measured it (its precision, its test mode)
         "recipe": recipe["name"],
@@ -146,6 +152,7 @@ def package(run: str | os.PathLike, tag: str, folder: str | os.PathLike | None =
     for key in PIPELINE_TENSORS:
         if ckpt["pipeline"].get(key) is not None:
             tensors[f"pipeline.{key}"] = torch.as_tensor(ckpt["pipeline"][key]).float().contiguous()
+    tensors[TEST_PREDICTIONS] = answers.to(torch.int16)
     name, file = f"{ckpt['model_name']}:{tag}", f"{ckpt['model_name']}-{tag}.safetensors"
     folder.mkdir(parents=True, exist_ok=True)
     write_bytes_atomic(folder / file, save(tensors, metadata={"deepres": json.dumps(meta)}))
@@ -155,15 +162,16 @@ def package(run: str | os.PathLike, tag: str, folder: str | os.PathLike | None =
     return name
 
 
-def _measure(ckpt: dict, name: str) -> tuple[float, int]:
-    """(top-1 error %, images) of a checkpoint's reported weights in fp32 on its run's final test split."""
-    from .evaluate import evaluate
+def _test_predictions(ckpt: dict, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(top-1 class of each test image, the labels) for a checkpoint's reported weights in fp32 on
+    its run's final test split."""
+    from .data.dataset import ImageSet
+    from .evaluate import predictions
     from .train.checkpoint import model_from_checkpoint
     from .train.parts import checkpoint_splits
 
     model, pipeline, _ = model_from_checkpoint(ckpt, name)
     _, _, test, _, _ = checkpoint_splits(ckpt, name)
-    if test is None:
-        raise DeepresError(f"{name}: its data {ckpt['recipe']['data']} has no split to test on")
-    result = evaluate(model, test, pipeline, "center", False, 500, "fp32")
-    return result["top1_error"], result["n"]
+    if not isinstance(test, ImageSet):
+        raise DeepresError(f"{name}: its data {ckpt['recipe']['data']} has no in-memory split to test on")
+    return predictions(model, test, pipeline), torch.from_numpy(test.labels).long()
