@@ -110,9 +110,10 @@ def complexity(name: str, input_size: int | None = None, **options) -> Complexit
     device a forward pass through ResNet-1202 takes seconds, and reports ask for the same nets again."""
     key = (name, input_size, tuple(sorted(options.items())))
     try:
-        return _complexity(*key)
+        hash(key)
     except TypeError:  # an unhashable option value (a list): counted afresh
         return _complexity.__wrapped__(*key)
+    return _complexity(*key)
 
 
 @functools.cache
