@@ -6,6 +6,7 @@ import shutil
 import tomllib
 
 import pytest
+from PIL import Image
 
 from conftest import ROOT, cli, missing
 
@@ -91,6 +92,7 @@ def test_training_experiments_share_their_runs(tmp_path, tiny_cifar):
     assert "| resnet20 | A | 0.270 |" in text and "| resnet20 | B |" not in text
     assert "not yet run at this budget: resnet20 B, resnet20 C, resnet18 A, resnet18 B, resnet18 C" in text
     assert "none yet (no net has two options finished)" in text and "| resnet18 |" not in text
+    assert "![Training curves per shortcut option](shortcuts.png)" in text
 
     fourth = cli("reproduce", "shortcuts", *data, "--out", out, "--runs", store, timeout=1800)
     assert fourth.returncode == 0, fourth.stderr[-2000:]
@@ -111,6 +113,8 @@ def test_training_experiments_share_their_runs(tmp_path, tiny_cifar):
     )
     assert "| resnet18 | C | " in table and "| 24.19 |" in table
     assert re.search(r"Options from lowest to highest test error: resnet20: [ABC] < [ABC] < [ABC]; resnet18: ", table)
+    with Image.open(out / "shortcuts" / "shortcuts.png") as figure:  # one panel per net: two panels
+        assert figure.width > 2 * figure.height
 
 
 def test_paper_schedule_report(tmp_path):

@@ -61,16 +61,20 @@ def plot_runs(
         color = colors[i] if colors else cycle[i % len(cycle)]
         xs = [r["step"] / 1e4 if x == "iterations" else r["epoch"] for r in rows]
         train = [r["train_error"] for r in rows]
-        ax.plot(xs, train, "--", color=color, linewidth=0.9)
+        # A curve of a few points (a short run) gets markers: a single point draws no line.
+        marker = "o" if len(rows) < 10 else None
+        ax.plot(xs, train, "--", color=color, linewidth=0.9, marker=marker, markersize=3)
         held = [(xx, r["val_error"]) for xx, r in zip(xs, rows, strict=True) if "val_error" in r]
         if held:
-            ax.plot([h[0] for h in held], [h[1] for h in held], "-", color=color, linewidth=2.2, label=label)
+            ax.plot([h[0] for h in held], [h[1] for h in held], "-", color=color, linewidth=2.2, label=label,
+                    marker=marker, markersize=5)  # fmt: skip
         else:
             ax.plot([], [], "-", color=color, linewidth=2.2, label=label)
         top = max(top, max(train[len(train) // 10 :], default=0), max((h[1] for h in held), default=0))
     ax.set_xlabel("iter. (1e4)" if x == "iterations" else "epoch")
     ax.set_ylabel("error (%)")
     ax.set_ylim(0, min(100, max(5.0, top * 1.15)))
+    ax.set_xlim(left=0)  # training starts at 0 (and a one-point run gets a readable axis)
     ax.grid(alpha=0.3)
     if runs:
         ax.legend(title="bold: validation, dashed: training", fontsize=8, title_fontsize=8)

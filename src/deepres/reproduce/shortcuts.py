@@ -39,12 +39,16 @@ def tag(model: str, option: str) -> str:
     return "" if option == "A" and model != FOLDER_NET else option
 
 
+# Each net's finished runs by option, for the figure.
+Curves = dict[str, dict[str, Path]]
+
+
 def rows_for(
     nets: list[str], budget: Budget, store: Path, folder: Path, train: bool, folder_net: bool = False
-) -> tuple[list[list], list[str]]:
+) -> tuple[list[list], list[str], Curves]:
     """(one row per finished (net, option): its size and test error, beside the paper's Table 3 for
-    the ImageNet-style net; the runs not finished)."""
-    rows, missing, logs = [], [], report_logs(folder)
+    the ImageNet-style net; the runs not finished; each net's runs by option)."""
+    rows, missing, logs, curves = [], [], report_logs(folder), {}
     size = {"input_size": 56, "num_classes": 10, **FOLDER_OPTIONS} if folder_net else {}
     for name in nets:
         errors = {}
@@ -56,13 +60,37 @@ def rows_for(
                 missing.append(f"{name} {option}")
                 continue
             copy_logs(run, folder / "runs" / run.name)
+            curves.setdefault(name, {})[option] = run
             errors[option] = test_error(run)
             net = complexity(name, shortcut=option, **size)
             vs_a = f"{errors[option] - errors['A']:+.2f}" if "A" in errors else "-"
             paper = PAPER_TABLE3[option] if folder_net else "-"
             rows.append([name, option, f"{net.params_m:.3f}", f"{net.macs / 1e6:.1f}", f"{errors[option]:.2f}",
                          vs_a, paper, f"{compute_minutes(run):.1f}"])  # fmt: skip
-    return rows, missing
+    return rows, missing, curves
+
+
+def figure(path: Path, curves: Curves) -> bool:
+    """One panel per net: the training and validation curves of its options, each labelled with its
+    test error, so a reader sees whether the options differ beyond the wiggle of a curve. False
+    when no run has finished (no figure)."""
+    if not curves:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ..analysis.curves import plot_runs
+
+    fig, axes = plt.subplots(1, len(curves), figsize=(4.6 * len(curves), 4.0), dpi=120, squeeze=False)
+    for ax, (name, runs) in zip(axes[0], curves.items(), strict=True):
+        labels = [f"{option}: test {test_error(run):.2f} %" for option, run in runs.items()]
+        plot_runs([str(r) for r in runs.values()], path, labels=labels, title=name, ax=ax)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return True
 
 
 def ordering(rows: list[list]) -> str:
@@ -81,6 +109,14 @@ def ordering(rows: list[list]) -> str:
     )
 
 
+FIGURE = "shortcuts.png"
+FIGURE_TEXT = f"""
+![Training curves per shortcut option]({FIGURE})
+
+One panel per net, one colour per option: thin dashed, training error (running, on augmented
+batches); bold, validation error on the held-out images; each option's test error in the legend.
+"""
+
 HEADER = ["net", "shortcut", "params (M)", "mult-adds (M)", "ours: test error %", "vs A",
           "paper Table 3 (ImageNet ResNet-34, top-1 10-crop)", "train minutes (median epoch x epochs)"]  # fmt: skip
 
@@ -88,8 +124,11 @@ HEADER = ["net", "shortcut", "params (M)", "mult-adds (M)", "ours: test error %"
 def make(q: Request) -> Report:
     cifar = budget_for(q.budget, q.data)
     images = folder_budget(q.budget, q.data)
-    cifar_rows, cifar_missing = rows_for(CIFAR_NETS[q.budget], cifar, q.store, q.folder, q.train)
-    folder_rows, folder_missing = rows_for([FOLDER_NET], images, q.store, q.folder, q.train, folder_net=True)
+    cifar_rows, cifar_missing, cifar_curves = rows_for(CIFAR_NETS[q.budget], cifar, q.store, q.folder, q.train)
+    folder_rows, folder_missing, folder_curves = rows_for(
+        [FOLDER_NET], images, q.store, q.folder, q.train, folder_net=True
+    )
+    drawn = figure(q.folder / FIGURE, cifar_curves | folder_curves)
     r = images.resolved_recipe()
     widths = FOLDER_OPTIONS["widths"]
     body = f"""Budget `{q.budget}`, seed {list(cifar.seeds)}.{small_note(q.budget)}
@@ -120,7 +159,7 @@ Table 3: C < B < A, with differences small enough (0.5 and 0.3 points) that "pro
 not essential for addressing the degradation problem". One seed per option here: the paper's own
 ResNet-110 runs spread by a standard deviation of 0.16 points (Table 6, 5 runs), so single-seed
 differences of a few tenths on CIFAR are within seed-to-seed noise.
-"""
+{FIGURE_TEXT if drawn else ""}"""
     return Report("Shortcuts: options A, B and C (the paper's Table 3)", body, cifar_missing + folder_missing)
 
 
