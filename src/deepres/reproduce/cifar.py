@@ -4,6 +4,7 @@ shared run store."""
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 from pathlib import Path
 
@@ -13,12 +14,10 @@ from .report import compare, data_note, markdown_table, recipe_note, small_note
 from .runs import (
     Budget,
     compute_minutes,
-    copy_logs,
-    finished_run,
     full,
     median_throughput,
     metrics,
-    report_logs,
+    seed_runs,
     small,
     test_error,
 )
@@ -52,20 +51,18 @@ def budget_for(budget: str, data: str | None) -> Budget:
 
 
 def train_all(
-    folder: Path, budget: Budget, names: list[str], store: Path, train: bool = True
+    folder: Path, budget: Budget, names: list[str], store: Path, train: bool = True, more_seeds: bool = True
 ) -> tuple[dict[str, list[Path]], list[str]]:
-    """({net: its finished runs, one per seed}, the nets not finished), training what neither the
+    """({net: its finished runs, one per seed}, the runs not finished), training what neither the
     store nor an earlier report's logs hold unless ``train`` is False; the logs are copied into
-    ``folder/runs``."""
-    runs, missing, logs = {}, [], report_logs(folder)
+    ``folder/runs``. A net has its ``SEEDS`` at this budget if ``more_seeds``, else the budget's."""
+    runs, missing = {}, []
     for n in names:
-        rs = [finished_run(store, logs, budget, n, s, train=train) for s in SEEDS[budget.name].get(n, budget.seeds)]
-        if None in rs:
-            missing.append(n)
-            continue
-        runs[n] = rs
-        for r in rs:
-            copy_logs(r, folder / "runs" / r.name)
+        seeds = SEEDS[budget.name].get(n, budget.seeds) if more_seeds else budget.seeds
+        done, absent = seed_runs(folder, store, dataclasses.replace(budget, seeds=seeds), n, train=train)
+        missing += [n if len(seeds) == 1 else f"{n} seed {s}" for s in absent]
+        if done:
+            runs[n] = done
     return runs, missing
 
 

@@ -139,7 +139,8 @@ of the data below; nothing trained.
 For each net,"""
         missing, unmeasured, logs = [], [], False
     else:
-        runs, missing = train_all(folder, b, NETS[q.budget], q.store, q.train)
+        # One seed a net: the figure shows one curve each.
+        runs, missing = train_all(folder, b, NETS[q.budget], q.store, q.train, more_seeds=False)
         stds, unmeasured = measure(runs, b.data)
         for rs in runs.values():
             copy_logs(rs[0], folder / "runs" / rs[0].name)  # now with its responses.json
