@@ -155,7 +155,7 @@ def test_ablation_adds_one_technique_at_a_time(tmp_path, tiny_cifar):
     the recipe fields of the technique it adds; the network never changes; the table reads the final
     validation error of each run. The full budget stays within a quarter of the paper's images."""
     from deepres.models import create_model
-    from deepres.reproduce.ablation import EPOCHS, plan
+    from deepres.reproduce.ablation import EPOCHS, on_all_data, plan
 
     store, out = tmp_path / "runs", tmp_path / "results"
     done = cli("reproduce", "ablation", "--data", tiny_cifar, "--out", out, "--runs", store, timeout=900)
@@ -174,9 +174,22 @@ def test_ablation_adds_one_technique_at_a_time(tmp_path, tiny_cifar):
         changed = {k for k in recipes[i] if recipes[i][k] != recipes[i - 1][k]}
         assert changed and changed <= set(steps[i][0].changes), (i, changed)
     assert {r["model"] for r in recipes} == {"resnet20"} and "not reached" in report
+    # the recipe found, also on all the training images: only the split and the epochs change
+    whole = tomllib.loads((folder / "runs" / "resnet20-ablation-all50k-s0" / "recipe.toml").read_text())
+    assert {k for k in whole if whole[k] != recipes[-1][k]} <= {"val_split", "epochs", "warmup"}
+    assert whole["val_split"] == 0
+    error = json.loads((folder / "runs" / "resnet20-ablation-all50k-s0" / "test.json").read_text())["test"][
+        "top1_error"
+    ]
+    assert re.search(
+        rf"\| the same on all the training images \| 0 \| {error:.2f} \| {error:.2f} \| [+-][\d.]+ \| needs 2 seeds \|",
+        report,
+    )
 
     full = [b.resolved_recipe() for _, b in plan("full", None)]
     assert all(r.epochs == EPOCHS["full"] and r.epochs * (50_000 - r.val_split) <= 2.05e6 for r in full)
+    on_all = on_all_data("full", plan("full", None)[-1][1]).resolved_recipe()
+    assert on_all.val_split == 0 and on_all.epochs * 50_000 <= 2.05e6 and on_all.warmup == on_all.epochs / 5
     assert [s.seeds for s, _ in plan("full", None)][-2:] == [(0, 1), (0, 1)]
     net = sum(p.numel() for p in create_model("resnet20").parameters())
     assert sum(p.numel() for p in create_model("resnet20", **full[-1].model_options).parameters()) == net
