@@ -40,7 +40,7 @@ NETS = {
         ["plain20", "plain32", "plain44", "plain56"],
     ),
 }
-# Nets trained with more seeds than the budget's: the two Fig. 6's findings compare, for a mean +- std.
+# Nets trained with more seeds than the budget's, for a mean +- std: the residual pair Fig. 6's findings compare.
 SEEDS = {"small": {}, "full": {"resnet20": (0, 1), "resnet56": (0, 1)}}
 # The nets the paper's two Fig. 6 findings compare (plain-20 vs plain-56, ResNet-20 vs ResNet-56).
 SHALLOW_PLAIN, DEEP_PLAIN, SHALLOW_RESIDUAL, DEEP_RESIDUAL = "plain20", "plain56", "resnet20", "resnet56"
@@ -94,7 +94,7 @@ def paper_reference(net: str) -> float | None:
 
 
 def paper_cell(net: str) -> str:
-    """Table 6's entry as printed there: '6.43 (6.61 +- 0.16)' where it gives best and mean."""
+    """Table 6's entry: '6.43 (mean 6.61 +- 0.16)' where it gives the best run and the mean."""
     if net in PAPER_MEAN:
         mean, std = PAPER_MEAN[net]
         return f"{PAPER[net]:.2f} (mean {mean:.2f} +- {std:.2f})"
