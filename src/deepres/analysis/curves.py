@@ -4,6 +4,7 @@ lines for validation (or test) error, one colour per run."""
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import DeepresError
@@ -86,4 +87,44 @@ def plot_runs(
         fig.tight_layout()
         fig.savefig(out)
         plt.close(fig)
+    return out
+
+
+@dataclass(frozen=True)
+class Panel:
+    """One panel of ``plot_panels``: its title, runs, one label per run, optional colours."""
+
+    title: str
+    runs: list[str]
+    labels: list[str]
+    colors: list[str] | None = None
+
+
+def plot_panels(
+    panels: list[Panel], out: str | os.PathLike, shared_y: bool = False, marks: tuple[float, ...] = (),
+    width: float = 5.5, height: float = 4.2,
+) -> Path:  # fmt: skip
+    """Write a PNG of ``plot_runs`` panels side by side (``width`` x ``height`` inches each); returns
+    its path. ``shared_y``: one y range that fits every panel (a shared axis would otherwise keep the
+    last panel's); ``marks``: x positions drawn as dotted verticals (say the lr drops)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(panels), figsize=(width * len(panels), height), dpi=120, sharey=shared_y,
+                             squeeze=False)  # fmt: skip
+    top = 0.0
+    for ax, panel in zip(axes[0], panels, strict=True):
+        plot_runs(panel.runs, out, labels=panel.labels, title=panel.title, ax=ax, colors=panel.colors)
+        for x in marks:
+            ax.axvline(x, color="grey", linestyle=":", linewidth=0.8)
+        top = max(top, ax.get_ylim()[1])  # read now: a shared axis keeps only the last panel's range
+    if shared_y:
+        axes[0][0].set_ylim(0, top)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)
     return out

@@ -160,12 +160,7 @@ optimistic protocol).
 
 
 def make_degradation(q: Request) -> Report:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from ..analysis.curves import depth_colors, plot_runs
+    from ..analysis.curves import Panel, depth_colors, plot_panels
 
     folder = q.folder
     b = budget_for(q.budget, q.data)
@@ -174,20 +169,13 @@ def make_degradation(q: Request) -> Report:
     compared = [SHALLOW_PLAIN, DEEP_PLAIN, SHALLOW_RESIDUAL, DEEP_RESIDUAL]
     order = compared + [n for n in plain + residual if n not in compared]
     runs, missing = train_all(folder, b, order, q.store, q.train)
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), dpi=120, sharey=True)
-    # One colour per depth in both panels (plain-56 and ResNet-56 alike), and a y range that fits
-    # both (the shared axis would otherwise keep the last panel's).
+    # One colour per depth in both panels (plain-56 and ResNet-56 alike), one y range for both.
     color = depth_colors(plain + residual)
-    top = 0.0
-    for ax, names, title in ((axes[0], plain, "plain"), (axes[1], residual, "ResNet")):
+    panels = []
+    for names, title in ((plain, "plain"), (residual, "ResNet")):
         done = [n for n in names if n in runs]
-        colors = [color[n] for n in done]
-        plot_runs([str(runs[n][0]) for n in done], folder / "fig6.png", labels=done, title=title, ax=ax, colors=colors)
-        top = max(top, ax.get_ylim()[1])
-    axes[0].set_ylim(0, top)
-    fig.tight_layout()
-    fig.savefig(folder / "fig6.png")
-    plt.close(fig)
+        panels.append(Panel(title, [str(runs[n][0]) for n in done], done, [color[n] for n in done]))
+    plot_panels(panels, folder / "fig6.png", shared_y=True)
 
     shallow_p, deep_p, shallow_r, deep_r = compared
     train_err = {n: statistics.mean(final_train_error(r) for r in rs) for n, rs in runs.items()}

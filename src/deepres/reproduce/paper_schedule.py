@@ -108,28 +108,16 @@ def findings(done: list[tuple[Planned, list[Path]]]) -> str:
 
 def figure(folder: Path, done: list[tuple[Planned, list[Path]]], milestones: list[int]) -> None:
     """Fig. 6's two panels (plain, residual) for these runs, the lr drops marked."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from ..analysis.curves import depth_colors, plot_runs
+    from ..analysis.curves import Panel, depth_colors, plot_panels
 
     shown = [(p, rs[0]) for p, rs in done if not p.tag]  # each net's first seed
     color = depth_colors([p.net for p, _ in shown])
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), dpi=120, sharey=True)
-    top = 0.0
-    for ax, title, residual in ((axes[0], "plain", False), (axes[1], "ResNet", True)):
+    panels = []
+    for title, residual in (("plain", False), ("ResNet", True)):
         panel = [(p, r) for p, r in shown if p.net.startswith("resnet") == residual]
-        plot_runs([str(r) for _, r in panel], folder / "fig6.png", labels=[p.net for p, _ in panel], title=title,
-                  ax=ax, colors=[color[p.net] for p, _ in panel])  # fmt: skip
-        for m in milestones:
-            ax.axvline(m / 1e4, color="grey", linestyle=":", linewidth=0.8)
-        top = max(top, ax.get_ylim()[1])
-    axes[0].set_ylim(0, top)
-    fig.tight_layout()
-    fig.savefig(folder / "fig6.png")
-    plt.close(fig)
+        panels.append(Panel(title, [str(r) for _, r in panel], [p.net for p, _ in panel],
+                            [color[p.net] for p, _ in panel]))  # fmt: skip
+    plot_panels(panels, folder / "fig6.png", shared_y=True, marks=tuple(m / 1e4 for m in milestones))
 
 
 def make(q: Request) -> Report:

@@ -76,20 +76,12 @@ def figure(path: Path, curves: Curves) -> bool:
     when no run has finished (no figure)."""
     if not curves:
         return False
-    import matplotlib
+    from ..analysis.curves import Panel, plot_panels
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from ..analysis.curves import plot_runs
-
-    fig, axes = plt.subplots(1, len(curves), figsize=(4.6 * len(curves), 4.0), dpi=120, squeeze=False)
-    for ax, (name, runs) in zip(axes[0], curves.items(), strict=True):
-        labels = [f"{option}: test {test_error(run):.2f} %" for option, run in runs.items()]
-        plot_runs([str(r) for r in runs.values()], path, labels=labels, title=name, ax=ax)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    panels = [Panel(name, [str(r) for r in runs.values()],
+                    [f"{option}: test {test_error(run):.2f} %" for option, run in runs.items()])
+              for name, runs in curves.items()]  # fmt: skip
+    plot_panels(panels, path, width=4.6, height=4.0)
     return True
 
 
