@@ -29,6 +29,11 @@ ALL_EPOCHS = {"small": 1, "full": 41}
 ALL_TAG = "ablation-all50k"
 
 
+def warmup(epochs: float) -> float:
+    """The one-cycle steps' rise: the first 20 % of the run's epochs."""
+    return epochs / 5
+
+
 @dataclass(frozen=True)
 class Step:
     """One technique added to the steps before it: its recipe changes, and the seeds it is run with."""
@@ -50,7 +55,7 @@ def steps(epochs: float, seeds: tuple[int, ...]) -> list[Step]:
         Step(
             "onecycle",
             "one-cycle lr: a linear rise to 0.2 over the first 20 %, then a linear fall to 0",
-            {"schedule": "onecycle", "lr": 0.2, "warmup": epochs / 5, "milestones": []},
+            {"schedule": "onecycle", "lr": 0.2, "warmup": warmup(epochs), "milestones": []},
         ),
         Step("nesterov", "Nesterov momentum", {"nesterov": True}),
         Step("smoothing", "label smoothing 0.1", {"label_smoothing": 0.1}),
@@ -91,7 +96,7 @@ def on_all_data(budget_name: str, last: Budget) -> Budget:
     """The last step's budget on all the training images, in fewer epochs for the same image budget."""
     epochs = ALL_EPOCHS[budget_name]
     return dataclasses.replace(last, overrides=last.overrides + (("val_split", 0), ("epochs", epochs),
-                                                                 ("warmup", epochs / 5)))  # fmt: skip
+                                                                 ("warmup", warmup(epochs))))  # fmt: skip
 
 
 def tag(i: int, step: Step) -> str:
