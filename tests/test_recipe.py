@@ -12,7 +12,7 @@ from deepres.train.schedule import LRSchedule
 
 def test_named_recipes():
     names = [n for n, _ in list_recipes()]
-    assert {"cifar-paper", "cifar-fast", "imagenet-paper", "sample"} <= set(names)
+    assert {"cifar-paper", "cifar-quarter", "cifar-fast", "imagenet-paper", "sample"} <= set(names)
 
 
 def test_cifar_paper_is_the_paper():
@@ -23,6 +23,14 @@ def test_cifar_paper_is_the_paper():
     r110 = r.replace(model="resnet110").resolved()
     assert (r110.warmup_lr, r110.warmup_until_error) == (0.01, 0.8)
     assert r.resolved().warmup_until_error == 0  # only ResNet-110/1202 warm up
+
+
+def test_cifar_quarter_keeps_the_papers_protocol_at_a_quarter_of_its_images():
+    quarter, paper = load_recipe("cifar-quarter"), load_recipe("cifar-paper")
+    protocol = ("model", "val_split", "augment", "pad", "normalize", "batch_size", "test_mode", "test_flip")
+    assert all(getattr(quarter, k) == getattr(paper, k) for k in protocol)
+    assert quarter.epochs * (50_000 - quarter.val_split) <= paper.iterations * paper.batch_size / 4
+    assert quarter.model_options == {"zero_init_residual": True}  # an initialisation: the same modules
 
 
 def test_imagenet_paper_recipe():

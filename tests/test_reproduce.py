@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from conftest import ROOT, cli, missing
+from deepres.errors import DeepresError
 
 COMMITTED_DATA = "../shared/data/cifar10-jpeg.tar.xz"  # as the committed full-budget runs name it
 
@@ -155,7 +156,8 @@ def test_ablation_adds_one_technique_at_a_time(tmp_path, tiny_cifar):
     the recipe fields of the technique it adds; the network never changes; the table reads the final
     validation error of each run. The full budget stays within a quarter of the paper's images."""
     from deepres.models import create_model
-    from deepres.reproduce.ablation import EPOCHS, on_all_data, plan
+    from deepres.reproduce.ablation import EPOCHS, RECIPE, on_all_data, plan, tag
+    from deepres.reproduce.runs import HOW_FIELDS, run_dir
 
     store, out = tmp_path / "runs", tmp_path / "results"
     done = cli("reproduce", "ablation", "--data", tiny_cifar, "--out", out, "--runs", store, timeout=900)
@@ -165,34 +167,46 @@ def test_ablation_adds_one_technique_at_a_time(tmp_path, tiny_cifar):
     report = (folder / "report.md").read_text()
     steps = plan("small", str(tiny_cifar))
     recipes = []
-    for i, (step, _) in enumerate(steps):
-        run = folder / "runs" / f"resnet20-ablation{i}-{step.tag}-s0"
+    for i, (step, b) in enumerate(steps):
+        run = folder / "runs" / "-".join(filter(None, ["resnet20", tag(i, step, b), "s0"]))
         recipes.append(tomllib.loads((run / "recipe.toml").read_text()))
         val = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])["val_error"]
         assert f"| {i}. {step.tag} | {step.adds} | {val:.2f} |" in report
     for i in range(1, len(steps)):
-        changed = {k for k in recipes[i] if recipes[i][k] != recipes[i - 1][k]}
+        changed = {k for k in recipes[i] if recipes[i][k] != recipes[i - 1][k]} - HOW_FIELDS
         assert changed and changed <= set(steps[i][0].changes), (i, changed)
     assert {r["model"] for r in recipes} == {"resnet20"} and "not reached" in report
+    # the last step is the named recipe found, and its runs are that recipe's plain store runs
+    assert recipes[-1]["name"] == RECIPE and steps[-1][1].recipe == RECIPE
+    assert (run_dir(store, steps[-1][1], "resnet20", 0) / "test.json").is_file()
+    assert run_dir(store, steps[-1][1], "resnet20", 0).name == "resnet20-s0"
     # the recipe found, also on all the training images: only the split and the epochs change
-    whole = tomllib.loads((folder / "runs" / "resnet20-ablation-all50k-s0" / "recipe.toml").read_text())
+    whole = tomllib.loads((folder / "runs" / "resnet20-all50k-s0" / "recipe.toml").read_text())
     assert {k for k in whole if whole[k] != recipes[-1][k]} <= {"val_split", "epochs", "warmup"}
     assert whole["val_split"] == 0
-    error = json.loads((folder / "runs" / "resnet20-ablation-all50k-s0" / "test.json").read_text())["test"][
-        "top1_error"
-    ]
+    error = json.loads((folder / "runs" / "resnet20-all50k-s0" / "test.json").read_text())["test"]["top1_error"]
     assert re.search(
         rf"\| the same on all the training images \| 0 \| {error:.2f} \| {error:.2f} \| [+-][\d.]+ \| needs 2 seeds \|",
         report,
     )
 
     full = [b.resolved_recipe() for _, b in plan("full", None)]
+    assert plan("full", None)[-1][1].overrides == ()  # at the full budget, exactly the named recipe
     assert all(r.epochs == EPOCHS["full"] and r.epochs * (50_000 - r.val_split) <= 2.05e6 for r in full)
     on_all = on_all_data("full", plan("full", None)[-1][1]).resolved_recipe()
     assert on_all.val_split == 0 and on_all.epochs * 50_000 <= 2.05e6 and on_all.warmup == on_all.epochs / 5
     assert [s.seeds for s, _ in plan("full", None)][-2:] == [(0, 1), (0, 1)]
     net = sum(p.numel() for p in create_model("resnet20").parameters())
     assert sum(p.numel() for p in create_model("resnet20", **full[-1].model_options).parameters()) == net
+
+
+def test_the_ablations_last_step_must_be_the_named_recipe(monkeypatch):
+    """A named recipe that drifts from the steps' sum is an error naming the fields, not another run."""
+    from deepres.reproduce import ablation
+
+    monkeypatch.setattr(ablation, "RECIPE", "cifar-fast")
+    with pytest.raises(DeepresError, match=r"recipe cifar-fast: differs from the ablation's last step in .*ema_decay"):
+        ablation.plan("full", None)
 
 
 def test_a_run_another_process_trains_is_left_to_it(tmp_path, tiny_cifar):

@@ -10,13 +10,15 @@ import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import DeepresError
+from ..train.recipe import load_recipe
 from ..train.rundir import RunDir
 from . import paper_schedule
 from .cifar import PAPER, mean_std
 from .experiment import Experiment, Report, Request
 from .paper_schedule import images_seen, precisions
 from .report import data_note, markdown_table, small_note
-from .runs import Budget, images_to_error, metrics, run_dir, seed_runs, test_error
+from .runs import Budget, images_to_error, metrics, recipe_differences, run_dir, seed_runs, test_error
 
 NET = "resnet20"
 TARGET = PAPER[NET]  # the paper's 8.75 %
@@ -26,7 +28,11 @@ EPOCHS = {"small": 1, "full": 45}
 # 45k/5k split chose its stopping point, and re-runs commonly train the reported nets on all 50k):
 # 41 epochs, 2.05 M images. No validation images: its test error of the final weights is reported.
 ALL_EPOCHS = {"small": 1, "full": 41}
-ALL_TAG = "ablation-all50k"
+ALL_TAG = "all50k"
+# The recipe found, by name: the last step trains as this recipe, so that its runs are the store's
+# `cifar-quarter` runs, which Table 6, Fig. 6 and the shortcuts (``runs.full``) share.
+RECIPE = "cifar-quarter"
+SIZE = ("val_split", "batch_size", "epochs", "iterations", "warmup")  # what a budget may set otherwise
 
 
 def warmup(epochs: float) -> float:
@@ -82,25 +88,41 @@ def budget(name: str, data: str | None) -> Budget:
 
 
 def plan(budget_name: str, data: str | None) -> list[tuple[Step, Budget]]:
-    """Each step with the budget its runs train under: the changes of every step up to it."""
+    """Each step with the budget its runs train under: the changes of every step up to it; the last
+    step's as the named recipe found."""
     b = budget(budget_name, data)
     changes: dict = dict(b.overrides)
     planned = []
     for step in steps(EPOCHS[budget_name], b.seeds):
         changes = {**changes, **step.changes}
         planned.append((step, dataclasses.replace(b, seeds=step.seeds, overrides=tuple(changes.items()))))
+    step, last = planned[-1]
+    planned[-1] = (step, as_named(last))
     return planned
+
+
+def as_named(last: Budget) -> Budget:
+    """The last step's budget as the recipe ``RECIPE``, resized where the budget is another (the small
+    budget's length, split and batch), and checked to train exactly what the steps add up to."""
+    named = load_recipe(RECIPE)
+    wanted = last.resolved_recipe()
+    overrides = tuple((k, getattr(wanted, k)) for k in SIZE if getattr(named, k) != getattr(wanted, k))
+    found = dataclasses.replace(last, recipe=RECIPE, overrides=overrides)
+    if differ := recipe_differences(found.resolved_recipe().to_dict(), wanted.to_dict()):
+        raise DeepresError(f"recipe {RECIPE}: differs from the ablation's last step in {', '.join(differ)}")
+    return found
 
 
 def on_all_data(budget_name: str, last: Budget) -> Budget:
     """The last step's budget on all the training images, in fewer epochs for the same image budget."""
     epochs = ALL_EPOCHS[budget_name]
-    return dataclasses.replace(last, overrides=last.overrides + (("val_split", 0), ("epochs", epochs),
-                                                                 ("warmup", warmup(epochs))))  # fmt: skip
+    changes = {**dict(last.overrides), "val_split": 0, "epochs": epochs, "warmup": warmup(epochs)}
+    return dataclasses.replace(last, overrides=tuple(changes.items()))
 
 
-def tag(i: int, step: Step) -> str:
-    return f"ablation{i}-{step.tag}"
+def tag(i: int, step: Step, b: Budget) -> str:
+    """The store name of a step's runs: the named recipe's runs are its plain runs (``resnet20-s0``)."""
+    return "" if b.recipe == RECIPE else f"ablation{i}-{step.tag}"
 
 
 def final_val_error(run: Path) -> float:
@@ -206,7 +228,7 @@ def make(q: Request) -> Report:
     folder, done, missing = q.folder, [], []
 
     def step_runs(i: int, step: Step, b: Budget) -> None:
-        runs, absent = seed_runs(folder, q.store, b, NET, tag(i, step), q.train)
+        runs, absent = seed_runs(folder, q.store, b, NET, tag(i, step, b), q.train)
         missing[:0] = [f"{i}. {step.tag} seed {seed}" for seed in absent]  # steps come last first
         if runs:
             done.insert(0, (i, step, runs))
@@ -242,9 +264,10 @@ nothing is chosen on the test set: the steps are compared on the {held_out:,} he
 
 ## The recipe found: test error
 
-The last step's recipe, and the same trained on all the training images (the {held_out:,} held out
-join them; {ALL_EPOCHS[q.budget]} epoch(s), so the images stay within the budget). Test error of the
-final weights, single centre crop; the paper: {TARGET} %.
+The last step's recipe, named `{RECIPE}` (`deepres train --recipe {RECIPE}`; the runs of Table 6, Fig. 6
+and the shortcuts at the full budget train with it), and the same trained on all the training images
+(the {held_out:,} held out join them; {ALL_EPOCHS[q.budget]} epoch(s), so the images stay within the budget).
+Test error of the final weights, single centre crop; the paper: {TARGET} %.
 
 {whole_recipe_table(done, on_all, held_out)}
 
