@@ -50,6 +50,33 @@ def test_signal_stops_at_a_step_checkpoints_and_resumes_exactly(request, referen
     assert_same_run(reference_runs[precision], out)  # bit for bit, in fp32 and in bf16 on CPU
 
 
+def test_a_run_with_weight_averaging_resumes_exactly(tiny_cifar, tmp_path):
+    """With an EMA of the weights (which the validation and test evaluate), a run stopped in its
+    second epoch and resumed ends with the same averaged weights and numbers as one never stopped."""
+    from deepres.train.recipe import load_recipe
+    from deepres.train.trainer import Interrupted, Trainer
+
+    tiny = {"val_split": 128, "batch_size": 64, "epochs": 3, "warmup": 1, "eval_batch_size": 128}  # TINY's
+    recipe = load_recipe("cifar-fast").replace(data=str(tiny_cifar), precision="fp32", ema_decay=0.9, **tiny)
+    Trainer.create(recipe, tmp_path / "whole", quiet=True).run()
+    stopped = Trainer.create(recipe, tmp_path / "stopped", quiet=True)
+    step = stopped.train_step
+
+    def stop_at_12(x, y, i):
+        stopped.stop_signal = signal.SIGINT if i == 11 else None
+        return step(x, y, i)
+
+    stopped.train_step = stop_at_12
+    with pytest.raises(Interrupted):
+        stopped.run()
+    stopped.release()
+    assert load_checkpoint(tmp_path / "stopped" / "last.pt")["step"] == 12  # mid-epoch 2 (8 steps an epoch)
+    Trainer.create(None, resume=tmp_path / "stopped", quiet=True).run()
+    averaged = [load_checkpoint(tmp_path / run / "last.pt")["ema"] for run in ("whole", "stopped")]
+    assert all(torch.equal(averaged[0][k], averaged[1][k]) for k in averaged[0])
+    assert_same_run(tmp_path / "whole", tmp_path / "stopped")  # raw weights, val errors (of the EMA), test
+
+
 def on_machine(bf16_native: bool) -> list[str]:
     """`deepres` as run on a CPU with (or without) native bf16, whatever this one has."""
     fake = f"import sys, deepres.hardware as h; h.cpu_has_fast_bf16 = lambda: {bf16_native}"

@@ -199,6 +199,10 @@ class Trainer:
         self.model.load_state_dict(c["model"])
         if self.ema is not None and c.get("ema"):
             self.ema.module.load_state_dict(c["ema"])
+            # torch's AveragedModel copies the weights instead of averaging them while its update count
+            # is 0, and the count is not in the checkpoint (the averaged net is): without it, every
+            # resume restarted the average from the raw weights. Only whether it is 0 matters.
+            self.ema.n_averaged.fill_(c["step"])
         self.optimizer.load_state_dict(c["optimizer"])
         self.schedule.load_state_dict(c["schedule"])
         self.step, self.epoch, self.epoch_step = c["step"], c["epoch"], c["epoch_step"]
