@@ -156,7 +156,7 @@ def test_ablation_adds_one_technique_at_a_time(tmp_path, tiny_cifar):
     the recipe fields of the technique it adds; the network never changes; the table reads the final
     validation error of each run. The full budget stays within a quarter of the paper's images."""
     from deepres.models import create_model
-    from deepres.reproduce.ablation import EPOCHS, RECIPE, on_all_data, plan, tag
+    from deepres.reproduce.ablation import EIGHTH, EPOCHS, RECIPE, on_all_data, plan, tag
     from deepres.reproduce.runs import HOW_FIELDS, run_dir
 
     store, out = tmp_path / "runs", tmp_path / "results"
@@ -189,12 +189,21 @@ def test_ablation_adds_one_technique_at_a_time(tmp_path, tiny_cifar):
         rf"\| the same on all the training images \| 0 \| {error:.2f} \| {error:.2f} \| [+-][\d.]+ \| needs 2 seeds \|",
         report,
     )
+    eighth = tomllib.loads((folder / "runs" / "resnet20-all50k-eighth-s0" / "recipe.toml").read_text())
+    assert {k for k in eighth if eighth[k] != whole[k]} == {"epochs", "warmup"} and eighth["epochs"] == 0.5
+    assert "| the same on all the training images for an eighth of the paper's images | 0 |" in report
 
     full = [b.resolved_recipe() for _, b in plan("full", None)]
     assert plan("full", None)[-1][1].overrides == ()  # at the full budget, exactly the named recipe
-    assert all(r.epochs == EPOCHS["full"] and r.epochs * (50_000 - r.val_split) <= 2.05e6 for r in full)
+    paper = 64_000 * 128
+
+    def images(r):  # the steps of full batches (an epoch's last partial one is dropped) times the batch
+        return round(r.epochs * ((50_000 - r.val_split) // r.batch_size)) * r.batch_size
+
+    assert all(r.epochs == EPOCHS["full"] and images(r) <= paper / 4 for r in full)
     on_all = on_all_data("full", plan("full", None)[-1][1]).resolved_recipe()
-    assert on_all.val_split == 0 and on_all.epochs * 50_000 <= 2.05e6 and on_all.warmup == on_all.epochs / 5
+    assert on_all.val_split == 0 and images(on_all) <= paper / 4 and on_all.warmup == on_all.epochs / 5
+    assert images(on_all_data("full", plan("full", None)[-1][1], EIGHTH).resolved_recipe()) <= paper / 8
     assert [s.seeds for s, _ in plan("full", None)][-2:] == [(0, 1), (0, 1)]
     net = sum(p.numel() for p in create_model("resnet20").parameters())
     assert sum(p.numel() for p in create_model("resnet20", **full[-1].model_options).parameters()) == net
