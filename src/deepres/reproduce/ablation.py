@@ -37,8 +37,8 @@ class OnAllData:
     epochs: dict
 
 
-# At the issue's must, a quarter of the paper's images (41 x 50k = 2.05 M), and at its target, an
-# eighth (20 x 50k = 1.0 M).
+# At the issue's must, a quarter of the paper's images (41 epochs of 390 batches of 128: 2.05 M), and at
+# its target, an eighth (20 epochs: 1.0 M).
 QUARTER = OnAllData("all50k", "the same on all the training images", {"small": 1, "full": 41})
 EIGHTH = OnAllData("all50k-eighth", "the same on all the training images for an eighth of the paper's images",
                    {"small": 0.5, "full": 20})  # fmt: skip
@@ -227,7 +227,9 @@ def whole_recipe_table(runs_of: list[tuple[str, list[Path]]]) -> str:
     """The recipe found, on the 45k and on all 50k (``runs_of``: each label's finished runs): test error
     against the paper's, with the training images."""
     rows = []
-    for label, runs in [(label, runs) for label, runs in runs_of if runs]:
+    for label, runs in runs_of:
+        if not runs:
+            continue
         errors = [test_error(r) for r in runs]
         mean = statistics.mean(errors)
         rows.append([label, ", ".join(str(RunDir(r).recipe()["seed"]) for r in runs),
