@@ -133,8 +133,9 @@ SHIPPED = sorted(json.loads((STORE / "index.json").read_text())) if (STORE / "in
 def test_every_shipped_net_gives_its_recorded_test_error(name, cifar10_lossless):
     """Each net the package ships: its recorded error is that of its per-image record on the
     pixel-exact test set, and re-evaluated in fp32 on a 1,000-image slice it gives exactly the
-    recorded answers (the whole set would cost minutes a net in CI)."""
-    from deepres.evaluate import predictions
+    recorded answers (the whole set would cost minutes a net in CI), save where its two best classes
+    are tied to within float rounding: another CPU's kernels may break such a tie the other way."""
+    from deepres.evaluate import split_log_probs
     from deepres.train.checkpoint import model_from_checkpoint
 
     ckpt = load_pretrained(name)
@@ -143,4 +144,7 @@ def test_every_shipped_net_gives_its_recorded_test_error(name, cifar10_lossless)
     assert len(answers) == cfg["test_images"] == 10_000
     assert 100 * (answers != torch.from_numpy(test.labels)).sum().item() / 10_000 == cfg["test_error"]
     model, pipeline, _ = model_from_checkpoint(ckpt, name)
-    assert torch.equal(predictions(model, test.subset(np.arange(1000)), pipeline), answers[:1000].long())
+    scores = split_log_probs(model, test.subset(np.arange(1000)), pipeline)
+    best = scores.topk(2, dim=1).values
+    clear = best[:, 0] - best[:, 1] > 1e-4
+    assert torch.equal(scores.argmax(1)[clear], answers[:1000].long()[clear]) and (~clear).sum() <= 3

@@ -148,13 +148,20 @@ def evaluate(
 
 
 @torch.no_grad()
+def split_log_probs(model: nn.Module, split: ImageSet, pipeline: Pipeline, precision: str = "fp32",
+                    batch_size: int = 500) -> Tensor:  # fmt: skip
+    """Each image's class log-probabilities (centre crop), in the split's order. Leaves the model in
+    eval mode."""
+    model.eval()
+    ev = Evaluator(model, pipeline, "center", False, precision)
+    return torch.cat([ev.log_probs(images) for images, _ in eval_batches(split, batch_size)])
+
+
 def predictions(model: nn.Module, split: ImageSet, pipeline: Pipeline, precision: str = "fp32",
                 batch_size: int = 500) -> Tensor:  # fmt: skip
     """Each image's top-1 class (centre crop), in the split's order: a per-image record of what a
     trained net answers. Leaves the model in eval mode."""
-    model.eval()
-    ev = Evaluator(model, pipeline, "center", False, precision)
-    return torch.cat([ev.log_probs(images).argmax(1) for images, _ in eval_batches(split, batch_size)])
+    return split_log_probs(model, split, pipeline, precision, batch_size).argmax(1)
 
 
 def predict_probs(model: nn.Module, pipeline: Pipeline, image: np.ndarray, precision: str = "auto") -> Tensor:
