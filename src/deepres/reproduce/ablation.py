@@ -239,16 +239,16 @@ def whole_recipe_table(runs_of: list[tuple[str, list[Path]]]) -> str:
 
 
 def queue(budget_name: str, data: str | None) -> list[tuple[Budget, str]]:
-    """The runs to train, first first, as (a budget of one seed, its store tag): the last step's first
+    """The runs to train, in order, as (a budget of its seeds, its store tag): the last step's first
     seed (does the budget reach the paper's error at all?), then every other step's first seed from
     the last down (what bought what, and what did not), then the further seeds, then the recipe
     found on all the training images at a quarter and (the issue's target) an eighth of the images."""
     planned = plan(budget_name, data)
     last = planned[-1][1]
-    steps_ = [(b, tag(i, step, b)) for i, (step, b) in reversed(list(enumerate(planned)))]
+    last_first = [(b, tag(i, step, b)) for i, (step, b) in reversed(list(enumerate(planned)))]
     variants = [(on_all_data(budget_name, last, v), v.tag) for v in (QUARTER, EIGHTH)]
-    first = [(dataclasses.replace(b, seeds=b.seeds[:1]), t) for b, t in steps_]
-    further = [(dataclasses.replace(b, seeds=b.seeds[1:]), t) for b, t in steps_ if len(b.seeds) > 1]
+    first = [(dataclasses.replace(b, seeds=b.seeds[:1]), t) for b, t in last_first]
+    further = [(dataclasses.replace(b, seeds=b.seeds[1:]), t) for b, t in last_first if len(b.seeds) > 1]
     return first + further + variants
 
 
