@@ -18,7 +18,17 @@ from .cifar import PAPER, mean_std
 from .experiment import Experiment, Report, Request
 from .paper_schedule import images_seen, precisions
 from .report import data_note, markdown_table, small_note
-from .runs import Budget, images_to_error, metrics, recipe_differences, run_dir, seed_runs, test_error
+from .runs import (
+    Budget,
+    finished_run,
+    images_to_error,
+    metrics,
+    recipe_differences,
+    report_logs,
+    run_dir,
+    seed_runs,
+    test_error,
+)
 
 NET = "resnet20"
 TARGET = PAPER[NET]  # the paper's 8.75 %
@@ -254,9 +264,11 @@ def queue(budget_name: str, data: str | None) -> list[tuple[Budget, str]]:
 
 def make(q: Request) -> Report:
     folder, done, missing = q.folder, [], []
-    if q.train:
+    if q.train:  # train in the queue's order; the report below gathers (and logs) what has finished
+        logs = report_logs(folder)
         for b, t in queue(q.budget, q.data):
-            seed_runs(folder, q.store, b, NET, t, train=True)
+            for seed in b.seeds:
+                finished_run(q.store, logs, b, NET, seed, tag=t, train=True)
 
     def step_runs(i: int, step: Step, b: Budget) -> None:
         runs, absent = seed_runs(folder, q.store, b, NET, tag(i, step, b), train=False)
