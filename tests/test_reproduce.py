@@ -168,7 +168,7 @@ def test_ablation_adds_one_technique_at_a_time(tmp_path, tiny_cifar):
     steps = plan("small", str(tiny_cifar))
     recipes = []
     for i, (step, b) in enumerate(steps):
-        run = folder / "runs" / "-".join(filter(None, ["resnet20", tag(i, step, b), "s0"]))
+        run = folder / "runs" / run_dir(store, b, "resnet20", 0, tag(i, step, b)).name
         recipes.append(tomllib.loads((run / "recipe.toml").read_text()))
         val = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])["val_error"]
         assert f"| {i}. {step.tag} | {step.adds} | {val:.2f} |" in report
