@@ -39,8 +39,8 @@ def tag(model: str, option: str) -> str:
     return "" if option == "A" and model != FOLDER_NET else option
 
 
-# Each net's finished runs by option, for the figure.
-Curves = dict[str, dict[str, Path]]
+# Each net's finished runs by option, with their test errors, for the figure.
+Curves = dict[str, dict[str, tuple[Path, float]]]
 
 
 def rows_for(
@@ -60,8 +60,8 @@ def rows_for(
                 missing.append(f"{name} {option}")
                 continue
             copy_logs(run, folder / "runs" / run.name)
-            curves.setdefault(name, {})[option] = run
             errors[option] = test_error(run)
+            curves.setdefault(name, {})[option] = (run, errors[option])
             net = complexity(name, shortcut=option, **size)
             vs_a = f"{errors[option] - errors['A']:+.2f}" if "A" in errors else "-"
             paper = PAPER_TABLE3[option] if folder_net else "-"
@@ -78,8 +78,8 @@ def figure(path: Path, curves: Curves) -> bool:
         return False
     from ..analysis.curves import Panel, plot_panels
 
-    panels = [Panel(name, [str(r) for r in runs.values()],
-                    [f"{option}: test {test_error(run):.2f} %" for option, run in runs.items()])
+    panels = [Panel(name, [str(run) for run, _ in runs.values()],
+                    [f"{option}: test {error:.2f} %" for option, (_, error) in runs.items()])
               for name, runs in curves.items()]  # fmt: skip
     plot_panels(panels, path, width=4.6, height=4.0)
     return True
