@@ -1,5 +1,6 @@
 """`deepres reproduce`: the paper's experiments as commands, writing reports from real counts and runs."""
 
+import dataclasses
 import json
 import re
 import shutil
@@ -171,7 +172,7 @@ def test_ablation_adds_one_technique_at_a_time(tmp_path, tiny_cifar):
         run = folder / "runs" / run_dir(store, b, "resnet20", 0, tag(i, step, b)).name
         recipes.append(tomllib.loads((run / "recipe.toml").read_text()))
         val = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])["val_error"]
-        assert f"| {i}. {step.tag} | {step.adds} | {val:.2f} |" in report
+        assert f"| {i}. {step.tag} | {step.adds} | yes | {val:.2f} |" in report
     for i in range(1, len(steps)):
         changed = {k for k in recipes[i] if recipes[i][k] != recipes[i - 1][k]} - HOW_FIELDS
         assert changed and changed <= set(steps[i][0].changes), (i, changed)
@@ -209,12 +210,47 @@ def test_ablation_adds_one_technique_at_a_time(tmp_path, tiny_cifar):
     assert sum(p.numel() for p in create_model("resnet20", **full[-1].model_options).parameters()) == net
 
 
+def test_a_step_not_kept_is_left_out_of_the_steps_after_it(monkeypatch):
+    """A technique that did not help is tried (its own run adds it to the kept steps before it) and
+    then left out: the steps after it and the recipe found (the last kept step) do not have it."""
+    from deepres.reproduce import ablation
+
+    real = ablation.steps
+
+    def with_one_dropped(epochs, seeds):
+        steps = real(epochs, seeds)
+        i = [s.tag for s in steps].index("smoothing")
+        steps[i] = dataclasses.replace(steps[i], kept=False)
+        return steps
+
+    monkeypatch.setattr(ablation, "steps", with_one_dropped)
+    monkeypatch.setattr(ablation, "as_named", lambda budget: budget)  # the named file holds every step
+    planned = ablation.plan("full", None)
+    recipes = [b.resolved_recipe() for _, b in planned]
+    tags = [s.tag for s, _ in planned]
+    i = tags.index("smoothing")
+    assert recipes[i].label_smoothing == 0.1 and recipes[i - 1].label_smoothing == 0.0
+    assert all(r.label_smoothing == 0.0 for r in recipes[i + 1 :])
+    assert recipes[i + 1].weight_decay == 5e-4 and recipes[i + 1].nesterov  # the kept steps' changes stay
+    assert ablation.found(planned) == len(planned) - 1
+    assert ablation.queue("full", None)[0][1] == ablation.tag(len(planned) - 1, *planned[-1])
+
+    def last_dropped(epochs, seeds):  # then the recipe found is the step before it, and is trained first
+        steps = real(epochs, seeds)
+        return [*steps[:-1], dataclasses.replace(steps[-1], kept=False)]
+
+    monkeypatch.setattr(ablation, "steps", last_dropped)
+    planned = ablation.plan("full", None)
+    assert ablation.found(planned) == len(planned) - 2
+    assert ablation.queue("full", None)[0][1] == ablation.tag(len(planned) - 2, *planned[-2])
+
+
 def test_the_ablations_last_step_must_be_the_named_recipe(monkeypatch):
     """A named recipe that drifts from the steps' sum is an error naming the fields, not another run."""
     from deepres.reproduce import ablation
 
     monkeypatch.setattr(ablation, "RECIPE", "cifar-fast")
-    with pytest.raises(DeepresError, match=r"recipe cifar-fast: differs from the ablation's last step in .*ema_decay"):
+    with pytest.raises(DeepresError, match=r"recipe cifar-fast: differs from the ablation's last kept step in .*ema"):
         ablation.plan("full", None)
 
 

@@ -52,7 +52,7 @@ class OnAllData:
 QUARTER = OnAllData("all50k", "the same on all the training images", {"small": 1, "full": 41})
 EIGHTH = OnAllData("all50k-eighth", "the same on all the training images for an eighth of the paper's images",
                    {"small": 0.5, "full": 20})  # fmt: skip
-# The recipe found, by name: the last step trains as this recipe, so that its runs are the store's
+# The recipe found, by name: the last kept step trains as this recipe, so that its runs are the store's
 # `cifar-quarter` runs, which Table 6, Fig. 6 and the shortcuts (``runs.full``) share.
 RECIPE = "cifar-quarter"
 SIZE = ("val_split", "batch_size", "epochs", "iterations", "warmup")  # what a budget may set otherwise
@@ -65,12 +65,15 @@ def warmup(epochs: float) -> float:
 
 @dataclass(frozen=True)
 class Step:
-    """One technique added to the steps before it: its recipe changes, and the seeds it is run with."""
+    """One technique added to the kept steps before it: its recipe changes, the seeds it is run with,
+    and whether it is kept (a technique that did not help on the validation images stays in the table,
+    tried, and is left out of the steps after it and of the recipe found)."""
 
     tag: str
     adds: str
     changes: dict
     seeds: tuple[int, ...] = (0,)
+    kept: bool = True
 
 
 def steps(epochs: float, seeds: tuple[int, ...]) -> list[Step]:
@@ -108,36 +111,42 @@ def budget(name: str, data: str | None) -> Budget:
 
 
 def plan(budget_name: str, data: str | None) -> list[tuple[Step, Budget]]:
-    """Each step with the budget its runs train under: the changes of every step up to it; the last
-    step's as the named recipe found."""
+    """Each step with the budget its runs train under: its own changes and those of every kept step
+    before it; the recipe found's (``found``) as that named recipe."""
     b = budget(budget_name, data)
-    changes: dict = dict(b.overrides)
+    kept: dict = dict(b.overrides)
     planned = []
     for step in steps(EPOCHS[budget_name], b.seeds):
-        changes = {**changes, **step.changes}
+        changes = {**kept, **step.changes}
         planned.append((step, dataclasses.replace(b, seeds=step.seeds, overrides=tuple(changes.items()))))
-    step, last = planned[-1]
-    planned[-1] = (step, as_named(last))
+        kept = changes if step.kept else kept
+    i = found(planned)
+    planned[i] = (planned[i][0], as_named(planned[i][1]))
     return planned
 
 
+def found(planned: list[tuple[Step, Budget]]) -> int:
+    """The index of the recipe found: the last step kept."""
+    return max(i for i, (step, _) in enumerate(planned) if step.kept)
+
+
 def as_named(last: Budget) -> Budget:
-    """The last step's budget as the recipe ``RECIPE``, resized where the budget is another (the small
-    budget's length, split and batch), and checked to train exactly what the steps add up to."""
+    """The last kept step's budget as the recipe ``RECIPE``, resized where the budget is another (the
+    small budget's length, split and batch), and checked to train exactly what the kept steps add up to."""
     named = load_recipe(RECIPE)
     wanted = last.resolved_recipe()
     overrides = tuple((k, getattr(wanted, k)) for k in SIZE if getattr(named, k) != getattr(wanted, k))
-    found = dataclasses.replace(last, recipe=RECIPE, overrides=overrides)
-    if differ := recipe_differences(found.resolved_recipe().to_dict(), wanted.to_dict()):
-        raise DeepresError(f"recipe {RECIPE}: differs from the ablation's last step in {', '.join(differ)}")
-    return found
+    recipe = dataclasses.replace(last, recipe=RECIPE, overrides=overrides)
+    if differ := recipe_differences(recipe.resolved_recipe().to_dict(), wanted.to_dict()):
+        raise DeepresError(f"recipe {RECIPE}: differs from the ablation's last kept step in {', '.join(differ)}")
+    return recipe
 
 
-def on_all_data(budget_name: str, last: Budget, variant: OnAllData = QUARTER) -> Budget:
-    """The last step's budget on all the training images, for the variant's epochs."""
+def on_all_data(budget_name: str, recipe: Budget, variant: OnAllData = QUARTER) -> Budget:
+    """The recipe found's budget on all the training images, for the variant's epochs."""
     epochs = variant.epochs[budget_name]
-    changes = {**dict(last.overrides), "val_split": 0, "epochs": epochs, "warmup": warmup(epochs)}
-    return dataclasses.replace(last, overrides=tuple(changes.items()))
+    changes = {**dict(recipe.overrides), "val_split": 0, "epochs": epochs, "warmup": warmup(epochs)}
+    return dataclasses.replace(recipe, overrides=tuple(changes.items()))
 
 
 def tag(i: int, step: Step, b: Budget) -> str:
@@ -170,22 +179,23 @@ def paper_schedule_run(q: Request) -> Path | None:
     return None
 
 
-def figure(path: Path, done: list[tuple[int, Step, list[Path]]], reference: Path | None) -> None:
-    """Validation error against training images: every step's first seed, and the paper's schedule."""
+def figure(path: Path, done: list[tuple[int, Step, list[Path]]], recipe: int, reference: Path | None) -> None:
+    """Validation error against training images: every step's first seed (the recipe found's, step
+    ``recipe``, in bold), and the paper's schedule."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(8, 4.5), dpi=120)
-    curves = [(f"{i}. {s.tag}", rs[0], i == done[-1][0]) for i, s, rs in done]
+    curves = [(f"{i}. {s.tag}" + ("" if s.kept else " (not kept)"), rs[0], i == recipe) for i, s, rs in done]
     if reference is not None:
         state = "" if RunDir(reference).finished else ", in progress"
         curves.append((f"the paper's schedule (64k iterations{state})", reference, False))
-    for label, run, last in curves:
+    for label, run, bold in curves:
         batch = RunDir(run).recipe()["batch_size"]
         rows = [m for m in metrics(run) if "val_error" in m]
-        style = {"linewidth": 2.0 if last else 1.0, "color": "black" if "paper's schedule" in label else None}
+        style = {"linewidth": 2.0 if bold else 1.0, "color": "black" if "paper's schedule" in label else None}
         ax.plot([m["step"] * batch / 1e6 for m in rows], [m["val_error"] for m in rows], label=label, **style)
     ax.axhline(TARGET, color="grey", linestyle=":", linewidth=0.8)
     ax.set_xlabel("training images seen (millions)")
@@ -204,21 +214,22 @@ def table(done: list[tuple[int, Step, list[Path]]]) -> str:
     for i, step, runs in done:
         val = [final_val_error(r) for r in runs]
         mean = statistics.mean(val)
-        rows.append([f"{i}. {step.tag}", step.adds, ", ".join(f"{v:.2f}" for v in val), mean_std(val),
+        rows.append([f"{i}. {step.tag}", step.adds, "yes" if step.kept else "no",
+                     ", ".join(f"{v:.2f}" for v in val), mean_std(val),
                      "-" if before is None else f"{mean - before:+.2f}",
                      f"{statistics.mean(test_error(r) for r in runs):.2f}",
                      f"{statistics.mean(images_seen(r) for r in runs):.3g}",
                      "; ".join(dict.fromkeys(precisions(r) for r in runs))])  # fmt: skip
-        before = mean
-    header = ["step", "adds", "val error % per seed", "mean +- std", "vs the step before", "test error % (mean)",
-              "training images (M)", "precision"]  # fmt: skip
+        before = mean if step.kept else before
+    header = ["step", "adds", "kept", "val error % per seed", "mean +- std", "vs the kept step before",
+              "test error % (mean)", "training images (M)", "precision"]  # fmt: skip
     return markdown_table(header, rows)
 
 
-def target_table(label: str, last_runs: list[Path], reference: Path | None) -> str:
-    """Images and minutes to the paper's error on the validation images: the last step's runs (``label``)
-    and the paper's schedule."""
-    runs = [(f"{label}, seed {RunDir(r).recipe()['seed']}", r) for r in last_runs]
+def target_table(label: str, recipe_runs: list[Path], reference: Path | None) -> str:
+    """Images and minutes to the paper's error on the validation images: the recipe found's runs
+    (``label``) and the paper's schedule."""
+    runs = [(f"{label}, seed {RunDir(r).recipe()['seed']}", r) for r in recipe_runs]
     if reference is not None:
         runs.append(("the paper's schedule, seed 0", reference))
     rows = []
@@ -249,16 +260,17 @@ def whole_recipe_table(runs_of: list[tuple[str, list[Path]]]) -> str:
 
 
 def queue(budget_name: str, data: str | None) -> list[tuple[Budget, str]]:
-    """The runs to train, in order, as (a budget of its seeds, its store tag): the last step's first
+    """The runs to train, in order, as (a budget of its seeds, its store tag): the recipe found's first
     seed (does the budget reach the paper's error at all?), then every other step's first seed from
     the last down (what bought what, and what did not), then the further seeds, then the recipe
     found on all the training images at a quarter and (the issue's target) an eighth of the images."""
     planned = plan(budget_name, data)
-    last = planned[-1][1]
-    last_first = [(b, tag(i, step, b)) for i, (step, b) in reversed(list(enumerate(planned)))]
-    variants = [(on_all_data(budget_name, last, v), v.tag) for v in (QUARTER, EIGHTH)]
-    first = [(dataclasses.replace(b, seeds=b.seeds[:1]), t) for b, t in last_first]
-    further = [(dataclasses.replace(b, seeds=b.seeds[1:]), t) for b, t in last_first if len(b.seeds) > 1]
+    r = found(planned)
+    order = [r] + [i for i in reversed(range(len(planned))) if i != r]
+    tagged = [(planned[i][1], tag(i, *planned[i])) for i in order]
+    variants = [(on_all_data(budget_name, planned[r][1], v), v.tag) for v in (QUARTER, EIGHTH)]
+    first = [(dataclasses.replace(b, seeds=b.seeds[:1]), t) for b, t in tagged]
+    further = [(dataclasses.replace(b, seeds=b.seeds[1:]), t) for b, t in tagged if len(b.seeds) > 1]
     return first + further + variants
 
 
@@ -276,13 +288,14 @@ def make(q: Request) -> Report:
         if runs:
             done.insert(0, (i, step, runs))
 
-    planned = list(enumerate(plan(q.budget, q.data)))
-    last, (last_step, last_budget) = planned[-1]
-    for i, (step, b) in reversed(planned):
+    planned = plan(q.budget, q.data)
+    for i, (step, b) in reversed(list(enumerate(planned))):
         step_runs(i, step, b)
+    recipe = found(planned)
+    recipe_step, recipe_budget = planned[recipe]
     on_all = {}
     for variant in (QUARTER, EIGHTH):
-        b = on_all_data(q.budget, last_budget, variant)
+        b = on_all_data(q.budget, recipe_budget, variant)
         on_all[variant.tag], absent = seed_runs(folder, q.store, b, NET, variant.tag, train=False)
         missing.extend(f"{variant.tag} seed {seed}" for seed in absent)
     b = budget(q.budget, q.data)
@@ -290,28 +303,29 @@ def make(q: Request) -> Report:
         body = f"{b.label}; budget `{q.budget}`.{small_note(q.budget)} {data_note(b.data)}\nNo step has run yet."
         return Report("Ablation: the paper's ResNet-20 for a quarter of its images", body, missing)
     held_out = b.resolved_recipe().val_split
-    last_runs = done[-1][2] if done[-1][0] == last else []
-    label = f"{last}. {last_step.tag}"
-    whole = whole_recipe_table([(f"{label}, {held_out:,} images held out", last_runs),
+    recipe_runs = next((runs for i, _, runs in done if i == recipe), [])
+    label = f"{recipe}. {recipe_step.tag}"
+    whole = whole_recipe_table([(f"{label}, {held_out:,} images held out", recipe_runs),
                                 *((v.label, on_all[v.tag]) for v in (QUARTER, EIGHTH))])  # fmt: skip
     reference = paper_schedule_run(q)
-    figure(folder / "images_to_error.png", done, reference)
+    figure(folder / "images_to_error.png", done, recipe, reference)
     images = statistics.mean(images_seen(r) for r in done[0][2])
     body = f"""{b.label}; budget `{q.budget}`.{small_note(q.budget)} {data_note(b.data)}
 ResNet-20 exactly as the paper builds it (option A) for {EPOCHS[q.budget]} epoch(s) ({images:.3g} M training
-images; the paper trains 64k x 128 = 8.19 M). Each step keeps everything of the steps above it and adds
-one technique; the network and the test protocol (final weights, single centre crop) never change and
-nothing is chosen on the test set: the steps are compared on the {held_out:,} held-out validation images.
+images; the paper trains 64k x 128 = 8.19 M). Each step adds one technique to the kept steps above it;
+a step not kept was tried and is left out of the steps below it. The network and the test protocol
+(final weights, single centre crop) never change and nothing is chosen on the test set: the steps are
+compared on the {held_out:,} held-out validation images.
 
 {table(done)}
 
 ![validation error against training images](images_to_error.png)
 
-{target_table(label, last_runs, reference)}
+{target_table(label, recipe_runs, reference)}
 
 ## The recipe found: test error
 
-The last step's recipe, named `{RECIPE}` (`deepres train --recipe {RECIPE}`; the runs of Table 6, Fig. 6
+The last kept step's recipe, named `{RECIPE}` (`deepres train --recipe {RECIPE}`; the runs of Table 6, Fig. 6
 and the shortcuts at the full budget train with it), and the same trained on all the training images
 (the {held_out:,} held out join them): for {QUARTER.epochs[q.budget]:g} epoch(s), so the images stay within
 the budget, and for {EIGHTH.epochs[q.budget]:g}, half of it. Test error of the final weights, single centre
