@@ -149,3 +149,17 @@ def test_the_same_augmentation_in_memory_and_streamed(cifar_sample, tmp_path, au
             a, b = pipeline.train_batch(xm, u), pipeline.train_batch(xf, u, files.cropped)
             assert a.shape == b.shape
             assert (a - b).abs().max().item() <= (0.5 if augment == "imagenet" else 0) / 255 + 1e-6
+
+
+def test_each_augmentation_that_may_alternate_its_flip_says_where_it_reads_the_flip(cifar_sample):
+    """``flip = "alternate"`` overwrites one column of the draws: the one each augmentation flips by."""
+    from deepres.choices import ALTERNATING_AUGMENTS
+
+    assert set(Pipeline.FLIP_DRAW) == set(ALTERNATING_AUGMENTS)
+    x = torch.from_numpy(cifar_sample.splits["train"].images[:8])
+    for augment, column in Pipeline.FLIP_DRAW.items():
+        pipeline = Pipeline(augment=augment, pad=0, normalize="none")
+        u = torch.full((8, 13), 0.9)  # no flip
+        assert torch.equal(pipeline.train_batch(x, u), to_float(x))
+        u[:, column] = 0.1
+        assert torch.equal(pipeline.train_batch(x, u), to_float(x.flip(2)))

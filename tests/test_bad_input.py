@@ -157,6 +157,8 @@ BAD_INPUT = [
     ("--epochs under a step", lambda t: ["train", "--data", make_folder(t / "p", per_class=4), "--batch-size", "4", "--val-split", "0", "--epochs", "0.01"], ["--epochs 0.01: less than one step (2 steps of 4 images"]),
     ("--model-options of a wrong type", lambda t: ["train", *QUICK, "--model-options", "widths=abc"], ["model 'resnet20': option widths='abc' is not a tuple of whole numbers"]),
     ("--init-weights a folder", lambda t: ["train", *QUICK, "--init-weights", t], ["a folder, not a weights file"]),
+    ("--flip sideways", lambda t: ["train", *QUICK, "--flip", "sideways"], ["flip", "sideways", "random, alternate"]),
+    ("--flip alternate, imagenet crops", lambda t: ["train", *QUICK, "--flip", "alternate", "--augment", "imagenet", "--crop", "24", "--scale-min", "32", "--scale-max", "40"], ["flip='alternate' needs augment cifar or flip (got augment='imagenet')"]),
 ]  # fmt: skip
 
 

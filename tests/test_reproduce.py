@@ -353,6 +353,11 @@ def test_only_logs_of_the_same_experiment_stand_in_for_a_run(tmp_path):
     assert logged_run(logs, budget, "resnet20", 0) is not None  # how often it saved changes no result
     recipe.write_text(re.sub(r"(?m)^lr = .*$", "lr = 0.1", text))
     assert logged_run(logs, budget, "resnet20", 0) is None  # trained otherwise
+    # A field newer than the log (this one predates `flip`) is the default it was added with ...
+    recipe.write_text(text)
+    assert not re.search(r"(?m)^flip =", text) and logged_run(logs, budget, "resnet20", 0) is not None
+    recipe.write_text(text + 'flip = "alternate"\n')  # ... and a log that says otherwise is another run
+    assert logged_run(logs, budget, "resnet20", 0) is None
 
 
 def test_a_run_without_checkpoint_or_measurement_is_named(tmp_path):

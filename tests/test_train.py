@@ -212,6 +212,38 @@ def test_training_numerics_unchanged_since_the_runs_in_flight_began(tiny_cifar, 
     assert then.keys() == now.keys() and all(torch.equal(then[k], now[k]) for k in then)
 
 
+@pytest.mark.parametrize("flip", ["random", "alternate"])
+def test_alternating_flips_show_each_image_both_ways_every_two_epochs(tiny_cifar, tmp_path, flip):
+    """Through the real loader, draws and pipeline (no padding, so the flip is the only change): with
+    alternating flips every image is flipped in exactly one of two consecutive epochs, half of them in
+    the first; with random flips (the paper's) about half keep their flip from one epoch to the next."""
+    from deepres.train.parts import build_parts
+    from deepres.train.recipe import load_recipe
+    from deepres.train.trainer import Trainer
+
+    recipe = load_recipe("cifar-paper").replace(data=str(tiny_cifar), val_split=0, batch_size=64, epochs=3,
+                                                milestones=[], pad=0, flip=flip, precision="fp32")  # fmt: skip
+    trainer = Trainer(build_parts(recipe.resolved()), tmp_path / "run", quiet=True)
+    steps, pipeline = trainer.loader.steps_per_epoch, trainer.pipeline
+
+    def flipped(epoch: int) -> dict[bytes, bool]:  # each image seen (by its pixels): mirrored or not
+        seen = {}
+        for s, (x, _) in enumerate(trainer.loader.epoch(epoch)):
+            out = pipeline.train_batch(x, trainer.draws(epoch * steps + s))
+            same, mirrored = pipeline.eval_batch(x), pipeline.eval_batch(x.flip(2))
+            for i in range(len(x)):
+                assert torch.equal(out[i], same[i]) or torch.equal(out[i], mirrored[i])
+                seen[x[i].numpy().tobytes()] = not torch.equal(out[i], same[i])
+        return seen
+
+    epochs = [flipped(e) for e in range(3)]
+    for a, b in zip(epochs[:-1], epochs[1:], strict=True):
+        both = a.keys() & b.keys()  # an epoch's last partial batch is dropped: other images each epoch
+        kept = sum(a[k] == b[k] for k in both) / len(both)
+        assert len(both) > 400 and (kept == 0.0 if flip == "alternate" else 0.35 < kept < 0.65), kept
+    assert 0.4 < sum(epochs[0].values()) / len(epochs[0]) < 0.6
+
+
 def test_a_trainer_built_in_process_from_its_parts_trains_as_deepres_train_does(tiny_cifar, tiny_run, tmp_path):
     """The parts are built apart from the loop: a test builds them, hands them to a Trainer, and
     drives single steps through the public call the benchmark uses; the run equals the CLI's."""

@@ -27,6 +27,16 @@ def batch_draws(seed: int, step: int, batch_size: int, per_image: int) -> Tensor
     return torch.rand(batch_size, per_image, generator=g)
 
 
+def alternating_flips(seed: int, epoch: int, images: Tensor, n: int) -> Tensor:
+    """Flip draws (below 1/2: flip) for ``images``, indices into a training set of ``n``, in ``epoch``:
+    each image has a coin of its own (fixed by the seed) that decides its flip in even epochs, and is
+    flipped the other way in odd ones, so every two epochs show each image both ways (airbench's
+    alternating flip). A function of (seed, epoch, image) only: resumes and processes agree."""
+    coins = torch.rand(n, generator=torch.Generator().manual_seed((seed + 1) * 2**32 - 1))  # no batch_draws seed
+    flip = (coins[images] < 0.5) ^ (epoch % 2 == 1)
+    return torch.where(flip, 0.25, 0.75)
+
+
 def _int(u: Tensor, high: int) -> Tensor:
     """Uniform integers in [0, high) from uniform draws in [0, 1)."""
     return (u * high).long().clamp_(max=high - 1)

@@ -102,6 +102,8 @@ class Pipeline:
     # The columns of a training batch's draws that the scale augmentation reads (streamed data: the
     # loader hands them to its workers).
     SCALE_DRAWS = slice(3, 7)
+    # The column from which each augmentation in ALTERNATING_AUGMENTS reads its flip.
+    FLIP_DRAW = {"cifar": 2, "flip": 0}
 
     @property
     def draws_per_image(self) -> int:

@@ -114,8 +114,11 @@ def logged_run(
 
 
 def recipe_differences(logged: dict, planned: dict) -> list[str]:
-    """The fields in which a run's recorded recipe differs from the planned one in what it trains."""
-    return [k for k, v in planned.items() if k not in HOW_FIELDS and logged.get(k) != v]
+    """The fields in which a run's recorded recipe differs from the planned one in what it trains. A
+    field newer than the record counts as its default: a field is added with the default that keeps
+    what runs did before it."""
+    defaults = Recipe().to_dict()
+    return [k for k, v in planned.items() if k not in HOW_FIELDS and logged.get(k, defaults.get(k)) != v]
 
 
 def report_logs(folder: Path) -> list[Path]:

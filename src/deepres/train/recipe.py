@@ -21,7 +21,17 @@ from pathlib import Path
 
 import tomli_w
 
-from ..choices import AUGMENTS, NAN_POLICIES, NORMALIZATIONS, OPTIMIZERS, PRECISIONS, SCHEDULES, TEST_MODES
+from ..choices import (
+    ALTERNATING_AUGMENTS,
+    AUGMENTS,
+    FLIPS,
+    NAN_POLICIES,
+    NORMALIZATIONS,
+    OPTIMIZERS,
+    PRECISIONS,
+    SCHEDULES,
+    TEST_MODES,
+)
 from ..errors import ConfigError
 
 ROLES = ("what", "how", "machine")
@@ -64,6 +74,8 @@ class Recipe:
     augment: str = knob("cifar", "cifar: pad + crop + flip; imagenet: scale + crop + flip (+ colour); flip; none",
                         choices=AUGMENTS)  # fmt: skip
     pad: int = knob(4, "cifar augmentation: zero padding before the random crop", low=0)
+    flip: str = knob("random", "random: each image flipped with probability 1/2 every epoch; alternate: at random "
+                     "in even epochs and the other way in odd ones (airbench)", choices=FLIPS)  # fmt: skip
     crop: int = knob(0, "network input side (0: the images' own size)", low=0)
     resize: int = knob(0, "evaluation: shorter side before the centre crop (0: none)", low=0)
     scale_min: int = knob(256, "imagenet augmentation: smallest shorter side", low=1)
@@ -163,6 +175,9 @@ class Recipe:
             check_value(name, getattr(self, name), f.metadata)
         if not (self.epochs > 0) ^ (self.iterations > 0):
             raise ConfigError("set exactly one of epochs and iterations (the other 0)")
+        if self.flip == "alternate" and self.augment not in ALTERNATING_AUGMENTS:
+            raise ConfigError(f"flip='alternate' needs augment {' or '.join(ALTERNATING_AUGMENTS)} "
+                              f"(got augment={self.augment!r})")  # fmt: skip
         if self.warmup_until_error and not self.warmup_lr:
             raise ConfigError("warmup_until_error needs a warmup_lr")
         if any(not isinstance(m, (int, float)) or m < 0 for m in self.milestones):

@@ -22,7 +22,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..data.augment import batch_draws
+from ..data.augment import alternating_flips, batch_draws
+from ..data.loader import epoch_permutation
 from ..errors import DeepresError
 from ..evaluate import evaluate
 from ..inference import autocast
@@ -275,8 +276,15 @@ class Trainer:
         return self._final_test()
 
     def draws(self, step: int) -> torch.Tensor:
-        """Uniform draws for every image of the global batch at ``step``; this rank's rows."""
-        u = batch_draws(self.recipe.seed, step, self.recipe.batch_size, self.pipeline.draws_per_image)
+        """Uniform draws for every image of the global batch at ``step``; this rank's rows. With
+        alternating flips, the flip column is each image's own (``alternating_flips``)."""
+        r = self.recipe
+        u = batch_draws(r.seed, step, r.batch_size, self.pipeline.draws_per_image)
+        if r.flip == "alternate":
+            epoch, s = divmod(step, self.loader.steps_per_epoch)
+            n = len(self.train_set)
+            images = epoch_permutation(n, r.seed, epoch)[s * r.batch_size : (s + 1) * r.batch_size]
+            u[:, self.pipeline.FLIP_DRAW[r.augment]] = alternating_flips(r.seed, epoch, images, n)
         return self.dist.shard.part(u)
 
     def _loop(self, total: int) -> None:
