@@ -149,6 +149,11 @@ def on_all_data(budget_name: str, recipe: Budget, variant: OnAllData = QUARTER) 
     return dataclasses.replace(recipe, overrides=tuple(changes.items()))
 
 
+def on_all_data_variants(budget_name: str, recipe: Budget) -> list[tuple[OnAllData, Budget]]:
+    """Each variant of the recipe found on all the training images, with its budget."""
+    return [(v, on_all_data(budget_name, recipe, v)) for v in (QUARTER, EIGHTH)]
+
+
 def tag(i: int, step: Step, b: Budget) -> str:
     """The store name of a step's runs: the named recipe's runs are its plain runs (``resnet20-s0``)."""
     return "" if b.recipe == RECIPE else f"ablation{i}-{step.tag}"
@@ -268,7 +273,7 @@ def queue(budget_name: str, data: str | None) -> list[tuple[Budget, str]]:
     r = found(planned)
     order = [r] + [i for i in reversed(range(len(planned))) if i != r]
     tagged = [(planned[i][1], tag(i, *planned[i])) for i in order]
-    variants = [(on_all_data(budget_name, planned[r][1], v), v.tag) for v in (QUARTER, EIGHTH)]
+    variants = [(b, v.tag) for v, b in on_all_data_variants(budget_name, planned[r][1])]
     first = [(dataclasses.replace(b, seeds=b.seeds[:1]), t) for b, t in tagged]
     further = [(dataclasses.replace(b, seeds=b.seeds[1:]), t) for b, t in tagged if len(b.seeds) > 1]
     return first + further + variants
@@ -294,8 +299,7 @@ def make(q: Request) -> Report:
     recipe = found(planned)
     recipe_step, recipe_budget = planned[recipe]
     on_all = {}
-    for variant in (QUARTER, EIGHTH):
-        b = on_all_data(q.budget, recipe_budget, variant)
+    for variant, b in on_all_data_variants(q.budget, recipe_budget):
         on_all[variant.tag], absent = seed_runs(folder, q.store, b, NET, variant.tag, train=False)
         missing.extend(f"{variant.tag} seed {seed}" for seed in absent)
     b = budget(q.budget, q.data)
