@@ -205,7 +205,8 @@ def test_ablation_adds_one_technique_at_a_time(tmp_path, tiny_cifar):
     on_all = on_all_data("full", plan("full", None)[-1][1]).resolved_recipe()
     assert on_all.val_split == 0 and images(on_all) <= paper / 4 and on_all.warmup == on_all.epochs / 5
     assert images(on_all_data("full", plan("full", None)[-1][1], EIGHTH).resolved_recipe()) <= paper / 8
-    assert [s.seeds for s, _ in plan("full", None)][-2:] == [(0, 1), (0, 1)]
+    # every step's first seed; the recipe found, two
+    assert [b.seeds for _, b in plan("full", None)] == [(0,)] * (len(full) - 1) + [(0, 1)]
     net = sum(p.numel() for p in create_model("resnet20").parameters())
     assert sum(p.numel() for p in create_model("resnet20", **full[-1].model_options).parameters()) == net
 
@@ -217,8 +218,8 @@ def test_a_step_not_kept_is_left_out_of_the_steps_after_it(monkeypatch):
 
     real = ablation.steps
 
-    def with_one_dropped(epochs, seeds):
-        steps = real(epochs, seeds)
+    def with_one_dropped(epochs):
+        steps = real(epochs)
         i = [s.tag for s in steps].index("smoothing")
         steps[i] = dataclasses.replace(steps[i], kept=False)
         return steps
@@ -235,14 +236,15 @@ def test_a_step_not_kept_is_left_out_of_the_steps_after_it(monkeypatch):
     assert ablation.found(planned) == len(planned) - 1
     assert ablation.queue("full", None)[0][1] == ablation.tag(len(planned) - 1, *planned[-1])
 
-    def last_dropped(epochs, seeds):  # then the recipe found is the step before it, and is trained first
-        steps = real(epochs, seeds)
+    def last_dropped(epochs):  # then the recipe found is the step before it, trained first, with 2 seeds
+        steps = real(epochs)
         return [*steps[:-1], dataclasses.replace(steps[-1], kept=False)]
 
     monkeypatch.setattr(ablation, "steps", last_dropped)
     planned = ablation.plan("full", None)
     assert ablation.found(planned) == len(planned) - 2
     assert ablation.queue("full", None)[0][1] == ablation.tag(len(planned) - 2, *planned[-2])
+    assert planned[-2][1].seeds == (0, 1) and planned[-1][1].seeds == (0,)
 
 
 def test_the_ablations_last_step_must_be_the_named_recipe(monkeypatch):

@@ -8,8 +8,10 @@ reads it as its own. For one core per run, pin it with taskset as here.
 """
 
 import argparse
+import sys
 from pathlib import Path
 
+from deepres.errors import DeepresError
 from deepres.reproduce.ablation import plan, tag
 from deepres.reproduce.runs import ensure_run
 
@@ -26,7 +28,11 @@ def main() -> None:
     if not 0 <= args.step < len(planned):
         raise SystemExit(f"step {args.step}: expected 0 to {len(planned) - 1}")
     step, budget = planned[args.step]
-    print(ensure_run(Path(args.runs), budget, "resnet20", args.seed, tag=tag(args.step, step, budget)))
+    try:
+        print(ensure_run(Path(args.runs), budget, "resnet20", args.seed, tag=tag(args.step, step, budget)))
+    except DeepresError as e:  # e.g. SIGINT: the checkpoint is written; one line, as `deepres train` says it
+        print(f"{Path(__file__).name}: error: {e}", file=sys.stderr)
+        raise SystemExit(getattr(e, "exit_code", 2)) from None
 
 
 if __name__ == "__main__":

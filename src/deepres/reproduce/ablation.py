@@ -65,19 +65,18 @@ def warmup(epochs: float) -> float:
 
 @dataclass(frozen=True)
 class Step:
-    """One technique added to the kept steps before it: its recipe changes, the seeds it is run with,
-    and whether it is kept (a technique that did not help on the validation images stays in the table,
-    tried, and is left out of the steps after it and of the recipe found)."""
+    """One technique added to the kept steps before it: its recipe changes, and whether it is kept (a
+    technique that did not help on the validation images stays in the table, tried, and is left out of
+    the steps after it and of the recipe found)."""
 
     tag: str
     adds: str
     changes: dict
-    seeds: tuple[int, ...] = (0,)
     kept: bool = True
 
 
-def steps(epochs: float, seeds: tuple[int, ...]) -> list[Step]:
-    """The ablation for runs of ``epochs``, in order; the last two (the recipe found) with ``seeds``."""
+def steps(epochs: float) -> list[Step]:
+    """The ablation for runs of ``epochs``, in order."""
     return [
         Step(
             "paper",
@@ -92,14 +91,18 @@ def steps(epochs: float, seeds: tuple[int, ...]) -> list[Step]:
         Step("nesterov", "Nesterov momentum", {"nesterov": True}),
         Step("smoothing", "label smoothing 0.1", {"label_smoothing": 0.1}),
         Step("decay", "weight decay 5e-4 (the paper's 1e-4)", {"weight_decay": 5e-4}),
+        Step(
+            "alternating-flip",
+            "alternating flips: each image flipped by a coin of its own in even epochs, the other way in odd ones",
+            {"flip": "alternate"},
+        ),
+        Step("ema", "the reported weights are an EMA of the trained ones (decay 0.999)", {"ema_decay": 0.999}),
         Step("bn-no-decay", "no weight decay on BN scales and shifts", {"decay_norm_and_bias": False}),
         Step(
             "zero-init",
             "each block's last BN starts at zero (the block starts as the identity)",
             {"model_options": {"zero_init_residual": True}},
-            seeds,
         ),
-        Step("ema", "the reported weights are an EMA of the trained ones (decay 0.999)", {"ema_decay": 0.999}, seeds),
     ]
 
 
@@ -112,16 +115,17 @@ def budget(name: str, data: str | None) -> Budget:
 
 def plan(budget_name: str, data: str | None) -> list[tuple[Step, Budget]]:
     """Each step with the budget its runs train under: its own changes and those of every kept step
-    before it; the recipe found's (``found``) as that named recipe."""
+    before it, with the budget's first seed; the recipe found (``found``) as that named recipe, with
+    all the budget's seeds."""
     b = budget(budget_name, data)
     kept: dict = dict(b.overrides)
     planned = []
-    for step in steps(EPOCHS[budget_name], b.seeds):
+    for step in steps(EPOCHS[budget_name]):
         changes = {**kept, **step.changes}
-        planned.append((step, dataclasses.replace(b, seeds=step.seeds, overrides=tuple(changes.items()))))
+        planned.append((step, dataclasses.replace(b, seeds=b.seeds[:1], overrides=tuple(changes.items()))))
         kept = changes if step.kept else kept
     i = found(planned)
-    planned[i] = (planned[i][0], as_named(planned[i][1]))
+    planned[i] = (planned[i][0], as_named(dataclasses.replace(planned[i][1], seeds=b.seeds)))
     return planned
 
 
