@@ -11,6 +11,7 @@ contiguous parts, one per rank, so N processes see exactly the batches one proce
 
 from __future__ import annotations
 
+import functools
 import signal
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,7 +27,10 @@ from .dataset import FileSet, ImageSet
 from .folder import IMAGE_ERRORS, to_8bit
 
 
+@functools.lru_cache(maxsize=2)
 def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
+    """The order of an epoch's ``n`` images. Cached: the loader and the trainer's alternating flips
+    ask for the same epoch's order (callers index it, never change it)."""
     g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
     return torch.randperm(n, generator=g)
 

@@ -115,7 +115,6 @@ class Trainer:
         self.epoch_stats = torch.zeros(3, dtype=torch.float64)  # images, loss sum, wrong
         self.epoch_seconds = 0.0
         self.skipped_steps = 0
-        self._order: tuple[int, torch.Tensor] | None = None  # (epoch, its image order), for alternating flips
         if checkpoint is not None:
             self._restore(checkpoint)
 
@@ -283,15 +282,10 @@ class Trainer:
         u = batch_draws(r.seed, step, r.batch_size, self.pipeline.draws_per_image)
         if r.flip == "alternate":
             epoch, s = divmod(step, self.loader.steps_per_epoch)
-            images = self.epoch_order(epoch)[s * r.batch_size : (s + 1) * r.batch_size]
-            u[:, self.pipeline.FLIP_DRAW[r.augment]] = alternating_flips(r.seed, epoch, images, len(self.train_set))
+            n = len(self.train_set)
+            images = epoch_permutation(n, r.seed, epoch)[s * r.batch_size : (s + 1) * r.batch_size]
+            u[:, self.pipeline.FLIP_DRAW[r.augment]] = alternating_flips(r.seed, epoch, images, n)
         return self.dist.shard.part(u)
-
-    def epoch_order(self, epoch: int) -> torch.Tensor:
-        """The training images' order in ``epoch`` (the loader's), computed once an epoch."""
-        if self._order is None or self._order[0] != epoch:
-            self._order = (epoch, epoch_permutation(len(self.train_set), self.recipe.seed, epoch))
-        return self._order[1]
 
     def _loop(self, total: int) -> None:
         r = self.recipe
