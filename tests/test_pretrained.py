@@ -55,6 +55,10 @@ def test_a_shipped_net_loads_with_its_cfg(in_store, tiny_cifar):
     assert answers.shape == (200,) and 100 * (answers != labels).sum().item() / 200 == cfg["test_error"]
     index = json.loads((store / "index.json").read_text())
     assert set(index) == {"resnet20:tiny"} and len(index["resnet20:tiny"]["sha256"]) == 64
+    # shipped from the store's run, named by where its logs are committed
+    logs = "results/x/runs/resnet20-s0"
+    other = package(run, "tiny", store.parent / "other", source=logs)
+    assert load_pretrained(other, store.parent / "other")["pretrained_cfg"]["source_run"] == logs
 
 
 def test_eval_predict_export_and_fine_tuning_take_a_pretrained_name(in_store, tiny_cifar, cifar_sample, tmp_path):

@@ -108,9 +108,12 @@ def pretrained_model(net: str, tag: str) -> nn.Module:
     return model
 
 
-def package(run: str | os.PathLike, tag: str, folder: str | os.PathLike | None = None) -> str:
+def package(
+    run: str | os.PathLike, tag: str, folder: str | os.PathLike | None = None, source: str | None = None
+) -> str:
     """Ship the final weights of the finished run directory ``run`` as ``NET:TAG`` in ``folder`` (the
-    store): its safetensors file and its line in index.json. Returns the name."""
+    store): its safetensors file and its line in index.json. Returns the name. ``source`` names the
+    run in the cfg (say where its logs are committed; default: ``run``)."""
     from safetensors.torch import save
 
     from .train.checkpoint import load_checkpoint, reported_weights
@@ -142,7 +145,7 @@ def package(run: str | os.PathLike, tag: str, folder: str | os.PathLike | None =
         "data": data.name,
         "data_sha256": sha256(data) if data.is_file() else None,
         "images_trained": ckpt["step"] * recipe["batch_size"],
-        "source_run": str(run),
+        "source_run": source or str(run),
     }
     meta = {"model_name": ckpt["model_name"], "model_options": ckpt["model_options"], "in_chans": ckpt["in_chans"],
             "classes": ckpt["classes"], "pipeline": pipeline, "recipe": recipe, "step": ckpt["step"],
