@@ -12,7 +12,10 @@ from PIL import Image
 from conftest import ROOT, cli, missing
 from deepres.errors import DeepresError
 
-COMMITTED_DATA = "../shared/data/cifar10-jpeg.tar.xz"  # as the committed full-budget runs name it
+# The data the committed full-budget runs name: the JPEG copy (the first reports), the pixel-exact
+# archive (the reports that compare with the paper).
+COMMITTED_DATA = "../shared/data/cifar10-jpeg.tar.xz"
+LOSSLESS_DATA = "../shared/data/cifar10-lossless.tar.xz"
 
 
 def test_complexity_report_matches_the_paper(tmp_path):
@@ -320,20 +323,26 @@ def test_median_throughput_shows_a_run_that_shared_its_cores(tmp_path):
     assert median_throughput(tmp_path) == 140.0
 
 
-@pytest.mark.parametrize("experiment", ["cifar", "degradation", "responses", "shortcuts"])
-def test_committed_reports_are_remade_from_their_logs(tmp_path, experiment):
+@pytest.mark.parametrize(
+    ("experiment", "data"),
+    [(e, COMMITTED_DATA) for e in ("cifar", "degradation", "responses", "shortcuts")]
+    + [(e, LOSSLESS_DATA) for e in ("paper-schedule", "ablation")],
+)
+def test_committed_reports_are_remade_from_their_logs(tmp_path, experiment, data):
     """The committed full-budget reports rest on the logs committed beside them: with an empty run
-    store (no checkpoints at all), `--no-train` remakes each report word for word."""
-    if not (ROOT / COMMITTED_DATA).is_file():
-        missing(f"{ROOT / COMMITTED_DATA} (the reports name their data by its checksum)")
-    committed = ROOT / "results" / experiment
+    store (no checkpoints at all), `--no-train` remakes each report word for word (the ablation's
+    reference curve, the paper's schedule, from that report's logs)."""
+    if not (ROOT / data).is_file():
+        missing(f"{ROOT / data} (the reports name their data by its checksum)")
+    committed = ROOT / "results"
     out = tmp_path / "results"
-    shutil.copytree(committed / "runs", out / experiment / "runs")
-    result = cli("reproduce", experiment, "--budget", "full", "--data", COMMITTED_DATA, "--no-train",
+    for logged in committed.glob("*/runs"):
+        shutil.copytree(logged, out / logged.parent.name / "runs")
+    result = cli("reproduce", experiment, "--budget", "full", "--data", data, "--no-train",
                      "--out", out, "--runs", tmp_path / "empty-store", cwd=ROOT)  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     assert not (tmp_path / "empty-store").exists()  # nothing trained
-    assert (out / experiment / "report.md").read_text() == (committed / "report.md").read_text()
+    assert (out / experiment / "report.md").read_text() == (committed / experiment / "report.md").read_text()
 
 
 def test_only_logs_of_the_same_experiment_stand_in_for_a_run(tmp_path):
