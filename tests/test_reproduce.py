@@ -180,6 +180,10 @@ def test_ablation_adds_one_technique_at_a_time(tmp_path, tiny_cifar):
         changed = {k for k in recipes[i] if recipes[i][k] != recipes[i - 1][k]} - HOW_FIELDS
         assert changed and changed <= set(steps[i][0].changes), (i, changed)
     assert {r["model"] for r in recipes} == {"resnet20"} and "not reached" in report
+    # the EMA step changes only the weights reported: its run trained exactly as the step before it
+    ema = next(i for i, (step, _) in enumerate(steps) if step.tag == "ema")
+    same = f"its run (seed 0) trained exactly as step {ema - 1}'s: equal training loss and error"
+    assert f"Step {ema} (ema) changes only the weights reported; {same}" in report
     # the last step is the named recipe found, and its runs are that recipe's plain store runs
     assert recipes[-1]["name"] == RECIPE and steps[-1][1].recipe == RECIPE
     assert (run_dir(store, steps[-1][1], "resnet20", 0) / "test.json").is_file()
@@ -248,6 +252,32 @@ def test_a_step_not_kept_is_left_out_of_the_steps_after_it(monkeypatch):
     assert ablation.found(planned) == len(planned) - 2
     assert ablation.queue("full", None)[0][1] == ablation.tag(len(planned) - 2, *planned[-2])
     assert planned[-2][1].seeds == (0, 1) and planned[-1][1].seeds == (0,)
+
+
+def test_an_ema_step_whose_training_parts_from_the_step_before_says_where(tmp_path):
+    """Runs that should have trained alike (an EMA step and the step before it, same seed) but did
+    not: the report names the first epoch that differs and the machines each trained on."""
+    from deepres.reproduce.ablation import plan, same_training
+
+    planned = plan("small", None)
+    ema = next(i for i, (step, _) in enumerate(planned) if step.tag == "ema")
+    runs = []
+    for name, cpu, losses in (("base", "AMD EPYC", [2.0, 1.5, 1.2]), ("ema", "Intel Xeon", [2.0, 1.5, 1.3])):
+        run = tmp_path / name
+        run.mkdir()
+        (run / "recipe.toml").write_text("seed = 0\n")
+        lines = [json.dumps({"train_loss": x, "train_error": 10 * x}) + "\n" for x in losses]
+        (run / "metrics.jsonl").write_text("".join(lines))
+        segment = {"cpu": cpu, "threads": 1, "precision": "fp32"}
+        (run / "env.json").write_text(json.dumps({"segments": [segment]}))
+        runs.append(run)
+    done = [(ema - 1, planned[ema - 1][0], [runs[0]]), (ema, planned[ema][0], [runs[1]])]
+    assert same_training(planned, done) == [
+        f"Step {ema} (ema) changes only the weights reported; its run (seed 0) parts from step {ema - 1}'s at "
+        "epoch 3 (training loss 1.2000 vs 1.3000, error 12.00 vs 13.00 %); they trained on AMD EPYC, 1 thread(s), "
+        "fp32, and on Intel Xeon, 1 thread(s), fp32."
+    ]
+    assert same_training(planned, done[1:]) == []  # nothing to compare with
 
 
 def test_the_ablations_last_step_must_be_the_named_recipe(monkeypatch):

@@ -268,6 +268,42 @@ def whole_recipe_table(runs_of: list[tuple[str, list[Path]]]) -> str:
     return markdown_table(header, rows)
 
 
+def machines(run: Path) -> str:
+    """Where a run trained: each segment's CPU, threads and precision, once each, in order."""
+    used = [f"{s['cpu']}, {s['threads']} thread(s), {s['precision']}" for s in RunDir(run).env().get("segments", [])]
+    return " then ".join(dict.fromkeys(used)) or "?"
+
+
+def same_training(planned: list[tuple[Step, Budget]], done: list[tuple[int, Step, list[Path]]]) -> list[str]:
+    """For each step that changes only the weights reported (an EMA), whether its run trained exactly
+    as the kept step before it with the same seed, as it must: equal training loss and error at
+    every epoch. A check on both runs (determinism, resume); another CPU's kernels may round
+    otherwise, and the machines are named where the curves part."""
+    runs_of = {i: {RunDir(r).recipe()["seed"]: r for r in runs} for i, _, runs in done}
+    checks = []
+    for i, (step, _) in enumerate(planned):
+        base = max((j for j in range(i) if planned[j][0].kept), default=None)
+        if set(step.changes) != {"ema_decay"} or i not in runs_of or base not in runs_of:
+            continue
+        seeds = sorted(set(runs_of[i]) & set(runs_of[base]))
+        if not seeds:
+            continue
+        a, b = runs_of[base][seeds[0]], runs_of[i][seeds[0]]
+        curve = [[(m["train_loss"], m["train_error"]) for m in metrics(r)] for r in (a, b)]
+        n = min(map(len, curve))
+        parted = next((k for k in range(n) if curve[0][k] != curve[1][k]), None)
+        pair = f"Step {i} ({step.tag}) changes only the weights reported; its run (seed {seeds[0]}) "
+        if parted is None:
+            same = f"equal training loss and error at each of its {n} epoch(s)"
+            checks.append(pair + f"trained exactly as step {base}'s: {same}.")
+        else:
+            (la, ea), (lb, eb) = curve[0][parted], curve[1][parted]
+            checks.append(pair + f"parts from step {base}'s at epoch {parted + 1} (training loss {la:.4f} vs "
+                          f"{lb:.4f}, error {ea:.2f} vs {eb:.2f} %); they trained on {machines(a)}, and on "
+                          f"{machines(b)}.")  # fmt: skip
+    return checks
+
+
 def queue(budget_name: str, data: str | None) -> list[tuple[Budget, str]]:
     """The runs to train, in order, as (a budget of its seeds, its store tag): the recipe found's first
     seed (does the budget reach the paper's error at all?), then every other step's first seed from
@@ -318,6 +354,7 @@ def make(q: Request) -> Report:
     reference = paper_schedule_run(q)
     figure(folder / "images_to_error.png", done, recipe, reference)
     images = statistics.mean(images_seen(r) for r in done[0][2])
+    checks = "".join(f"\n{line}\n" for line in same_training(planned, done))  # a blank line around each
     body = f"""{b.label}; budget `{q.budget}`.{small_note(q.budget)} {data_note(b.data)}
 ResNet-20 exactly as the paper builds it (option A) for {EPOCHS[q.budget]} epoch(s) ({images:.3g} M training
 images; the paper trains 64k x 128 = 8.19 M). Each step adds one technique to the kept steps above it;
@@ -326,7 +363,7 @@ a step not kept was tried and is left out of the steps below it. The network and
 compared on the {held_out:,} held-out validation images.
 
 {table(done)}
-
+{checks}
 ![validation error against training images](images_to_error.png)
 
 {target_table(label, recipe_runs, reference)}
