@@ -175,14 +175,17 @@ def test_ablation_adds_one_technique_at_a_time(tmp_path, tiny_cifar):
         run = folder / "runs" / run_dir(store, b, "resnet20", 0, tag(i, step, b)).name
         recipes.append(tomllib.loads((run / "recipe.toml").read_text()))
         val = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])["val_error"]
-        assert f"| {i}. {step.tag} | {step.adds} | yes | {val:.2f} |" in report
+        assert f"| {i}. {step.tag} | {step.adds} | {'yes' if step.kept else 'no'} | {val:.2f} |" in report
+    assert not all(step.kept for step, _ in steps)  # a step not kept is left out of the steps after it
     for i in range(1, len(steps)):
-        changed = {k for k in recipes[i] if recipes[i][k] != recipes[i - 1][k]} - HOW_FIELDS
+        base = max(j for j in range(i) if steps[j][0].kept)
+        changed = {k for k in recipes[i] if recipes[i][k] != recipes[base][k]} - HOW_FIELDS
         assert changed and changed <= set(steps[i][0].changes), (i, changed)
     assert {r["model"] for r in recipes} == {"resnet20"} and "not reached" in report
-    # the EMA step changes only the weights reported: its run trained exactly as the step before it
+    # the EMA step changes only the weights reported: its run trained exactly as the kept step before it
     ema = next(i for i, (step, _) in enumerate(steps) if step.tag == "ema")
-    same = f"its run (seed 0) trained exactly as step {ema - 1}'s: equal training loss and error"
+    base = max(j for j in range(ema) if steps[j][0].kept)
+    same = f"its run (seed 0) trained exactly as step {base}'s: equal training loss and error"
     assert f"Step {ema} (ema) changes only the weights reported; {same}" in report
     # the last step is the named recipe found, and its runs are that recipe's plain store runs
     assert recipes[-1]["name"] == RECIPE and steps[-1][1].recipe == RECIPE
@@ -261,6 +264,7 @@ def test_an_ema_step_whose_training_parts_from_the_step_before_says_where(tmp_pa
 
     planned = plan("small", None)
     ema = next(i for i, (step, _) in enumerate(planned) if step.tag == "ema")
+    base = max(j for j in range(ema) if planned[j][0].kept)  # the kept step before it
     runs = []
     for name, cpu, losses in (("base", "AMD EPYC", [2.0, 1.5, 1.2]), ("ema", "Intel Xeon", [2.0, 1.5, 1.3])):
         run = tmp_path / name
@@ -271,9 +275,9 @@ def test_an_ema_step_whose_training_parts_from_the_step_before_says_where(tmp_pa
         segment = {"cpu": cpu, "threads": 1, "precision": "fp32"}
         (run / "env.json").write_text(json.dumps({"segments": [segment]}))
         runs.append(run)
-    done = [(ema - 1, planned[ema - 1][0], [runs[0]]), (ema, planned[ema][0], [runs[1]])]
+    done = [(base, planned[base][0], [runs[0]]), (ema, planned[ema][0], [runs[1]])]
     assert same_training(planned, done) == [
-        f"Step {ema} (ema) changes only the weights reported; its run (seed 0) parts from step {ema - 1}'s at "
+        f"Step {ema} (ema) changes only the weights reported; its run (seed 0) parts from step {base}'s at "
         "epoch 3 (training loss 1.2000 vs 1.3000, error 12.00 vs 13.00 %); they trained on AMD EPYC, 1 thread(s), "
         "fp32, and on Intel Xeon, 1 thread(s), fp32."
     ]
