@@ -152,3 +152,23 @@ def test_every_shipped_net_gives_its_recorded_test_error(name, cifar10_lossless)
     best = scores.topk(2, dim=1).values
     clear = best[:, 0] - best[:, 1] > 1e-4
     assert torch.equal(scores.argmax(1)[clear], answers[:1000].long()[clear]) and (~clear).sum() <= 3
+
+
+def test_predict_prints_every_probability_to_four_significant_digits(cifar10_lossless, tmp_path):
+    """A confident net's last classes get probabilities far below 1e-4: printed to four significant
+    digits, as the net computes them in-process, never rounded to 0."""
+    from PIL import Image
+
+    from deepres.evaluate import predict_probs
+    from deepres.train.checkpoint import model_from_checkpoint
+
+    image = cifar10_lossless.require("test").images[0]
+    Image.fromarray(image).save(tmp_path / "x.png")
+    done = cli("predict", "resnet20:cifar10", tmp_path / "x.png", "--top", "10", "--precision", "fp32",
+               "--format", "json")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    printed = {r["class"]: r["probability"] for r in json.loads(done.stdout)}
+    model, pipeline, classes = model_from_checkpoint(load_pretrained("resnet20:cifar10"), "resnet20:cifar10")
+    probs = predict_probs(model, pipeline, image, "fp32").tolist()
+    assert min(probs) < 1e-4  # the case this is about
+    assert all(printed[c] == pytest.approx(p, rel=1e-3) and printed[c] > 0 for c, p in zip(classes, probs, strict=True))

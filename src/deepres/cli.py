@@ -206,7 +206,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         probs = predict_probs(model, pipeline, array, args.precision)
         top = probs.topk(min(args.top, len(classes)))
         for rank, (p, i) in enumerate(zip(top.values.tolist(), top.indices.tolist(), strict=True), 1):
-            rows.append({"image": image, "rank": rank, "class": classes[i], "probability": round(p, 4)})
+            # Four significant digits, not four decimals: a small probability reads 3.1e-05, never 0.
+            rows.append({"image": image, "rank": rank, "class": classes[i], "probability": float(f"{p:.4g}")})
     print(render(rows, args.format))
     return 0
 
