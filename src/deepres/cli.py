@@ -330,7 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     def add_checkpoint(p: argparse.ArgumentParser) -> None:
         p.add_argument("checkpoint", metavar="CHECKPOINT|RUN_DIR|NET:TAG",
-                       help="a checkpoint, a run directory, or a pretrained net (e.g. resnet56:cifar10)")  # fmt: skip
+                       help="a checkpoint, a run directory, or a pretrained net (e.g. resnet20:cifar10)")  # fmt: skip
         p.add_argument(
             "--which",
             choices=["best", "last"],

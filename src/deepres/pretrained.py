@@ -1,6 +1,6 @@
 """Pretrained weights of the paper's nets, trained by deepres itself and shipped in the package.
 
-A net is named ``NET:TAG`` (``resnet56:cifar10``). Each is one safetensors file in the store
+A net is named ``NET:TAG`` (``resnet20:cifar10``). Each is one safetensors file in the store
 (``deepres/weights/`` in the package; ``DEEPRES_PRETRAINED`` names another), holding the weights a
 run reported, the preprocessing it was trained with (the per-pixel mean image, or mean and std), the
 top-1 class it gives each test image (a record a later evaluation must match exactly), and,
