@@ -176,7 +176,7 @@ def test_ablation_adds_one_technique_at_a_time(tmp_path, tiny_cifar):
         recipes.append(tomllib.loads((run / "recipe.toml").read_text()))
         val = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])["val_error"]
         assert f"| {i}. {step.tag} | {step.adds} | {'yes' if step.kept else 'no'} | {val:.2f} |" in report
-    assert not all(step.kept for step, _ in steps)  # a step not kept is left out of the steps after it
+    assert not all(step.kept for step, _ in steps)  # so the loop below checks a step not kept is left out
     for i in range(1, len(steps)):
         base = max(j for j in range(i) if steps[j][0].kept)
         changed = {k for k in recipes[i] if recipes[i][k] != recipes[base][k]} - HOW_FIELDS
