@@ -141,6 +141,7 @@ BAD_INPUT = [
     ("export --out a folder", lambda t: ["export", "resnet20", "--format", "safetensors", "--out", t], ["a folder; expected the name of a file to write"]),
     ("eval --batch-size 0", lambda t: ["eval", checkpoint(t), "--batch-size", "0"], ["argument --batch-size: expected a number >= 1, got 0"]),
     ("eval --batch-size -4", lambda t: ["eval", checkpoint(t), "--batch-size", "-4"], ["argument --batch-size: expected a number >= 1, got -4"]),
+    ("eval, its data moved", lambda t: ["eval", checkpoint(t, recipe={"data": str(t / "gone.tar.xz")})], ["c.pt: the data it was trained on, ", "gone.tar.xz, is not here; pass --data", "cifar10"]),
     ("predict --top -3", lambda t: ["predict", checkpoint(t), image(t), "--top", "-3"], ["argument --top: expected a number >= 1"]),
     ("predict --top 0", lambda t: ["predict", checkpoint(t), image(t), "--top", "0"], ["argument --top: expected a number >= 1"]),
     ("export --input-size -5", lambda t: ["export", "resnet20", "--input-size", "-5"], ["argument --input-size: expected a number >= 1"]),

@@ -9,6 +9,7 @@ random generators (the model's initialisation above all), so it is part of what 
 
 from __future__ import annotations
 
+import os
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from ..data import DataBundle, ImageSet, load_dataset, stratified_split
 from ..data.dataset import FileSet, describe_change, fingerprint
 from ..data.loader import FileLoader, MemoryLoader
 from ..data.pipeline import Pipeline
+from ..data.registry import NAMED
 from ..errors import DeepresError
 from ..hardware import resolve_precision, usable_cores
 from ..models.registry import create_model
@@ -93,6 +95,10 @@ def checkpoint_splits(ckpt: dict, origin: str, data: str | None = None):
     recipe = Recipe.from_dict(ckpt["recipe"], f"{origin} recipe")
     if data:
         recipe = recipe.replace(data=data, val_split=0)
+    elif recipe.data not in NAMED and not os.path.exists(os.path.expanduser(recipe.data)):
+        # A shipped net, or a run moved to another machine: the data path it recorded is not here.
+        raise DeepresError(f"{origin}: the data it was trained on, {recipe.data}, is not here; pass --data "
+                           f"(a folder or archive with its classes, or one of: {', '.join(NAMED)})")  # fmt: skip
     bundle = load_dataset(recipe.data)
     if bundle.classes != list(ckpt["classes"]):
         raise DeepresError(f"{recipe.data}: its {len(bundle.classes)} classes are not the {len(ckpt['classes'])} "
