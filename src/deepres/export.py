@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import warnings
 from pathlib import Path
 
 import torch
@@ -41,17 +42,21 @@ def onnx_bytes(model: nn.Module, example: Tensor) -> bytes:
     except ImportError:
         raise DeepresError("ONNX export needs the onnx package: pip install 'deepres[export]'") from None
     buf = io.BytesIO()
-    torch.onnx.export(
-        model.eval(),
-        (example,),
-        buf,
-        dynamo=False,
-        input_names=["input"],
-        output_names=["logits"],
-        dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
-        opset_version=ONNX_OPSET,
-        do_constant_folding=True,
-    )
+    with warnings.catch_warnings():
+        # Option A's shortcut subsamples with strided slices, which the exporter cannot constant-fold;
+        # it warns about each, on every export, which tells a user nothing.
+        warnings.filterwarnings("ignore", "Constant folding - Only steps=1", UserWarning)
+        torch.onnx.export(
+            model.eval(),
+            (example,),
+            buf,
+            dynamo=False,
+            input_names=["input"],
+            output_names=["logits"],
+            dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+            opset_version=ONNX_OPSET,
+            do_constant_folding=True,
+        )
     return buf.getvalue()
 
 
