@@ -160,7 +160,7 @@ def test_ablation_adds_one_technique_at_a_time(tmp_path, tiny_cifar):
     the recipe fields of the technique it adds; the network never changes; the table reads the final
     validation error of each run. The full budget stays within a quarter of the paper's images."""
     from deepres.models import create_model
-    from deepres.reproduce.ablation import EIGHTH, EPOCHS, RECIPE, on_all_data, plan, tag
+    from deepres.reproduce.ablation import EIGHTH, EPOCHS, RECIPE, kept_before, on_all_data, plan, tag
     from deepres.reproduce.runs import HOW_FIELDS, run_dir
 
     store, out = tmp_path / "runs", tmp_path / "results"
@@ -178,14 +178,12 @@ def test_ablation_adds_one_technique_at_a_time(tmp_path, tiny_cifar):
         assert f"| {i}. {step.tag} | {step.adds} | {'yes' if step.kept else 'no'} | {val:.2f} |" in report
     assert not all(step.kept for step, _ in steps)  # so the loop below checks a step not kept is left out
     for i in range(1, len(steps)):
-        base = max(j for j in range(i) if steps[j][0].kept)
-        changed = {k for k in recipes[i] if recipes[i][k] != recipes[base][k]} - HOW_FIELDS
+        changed = {k for k in recipes[i] if recipes[i][k] != recipes[kept_before(steps, i)][k]} - HOW_FIELDS
         assert changed and changed <= set(steps[i][0].changes), (i, changed)
     assert {r["model"] for r in recipes} == {"resnet20"} and "not reached" in report
     # the EMA step changes only the weights reported: its run trained exactly as the kept step before it
     ema = next(i for i, (step, _) in enumerate(steps) if step.tag == "ema")
-    base = max(j for j in range(ema) if steps[j][0].kept)
-    same = f"its run (seed 0) trained exactly as step {base}'s: equal training loss and error"
+    same = f"its run (seed 0) trained exactly as step {kept_before(steps, ema)}'s: equal training loss and error"
     assert f"Step {ema} (ema) changes only the weights reported; {same}" in report
     # the last step is the named recipe found, and its runs are that recipe's plain store runs
     assert recipes[-1]["name"] == RECIPE and steps[-1][1].recipe == RECIPE
@@ -260,11 +258,11 @@ def test_a_step_not_kept_is_left_out_of_the_steps_after_it(monkeypatch):
 def test_an_ema_step_whose_training_parts_from_the_step_before_says_where(tmp_path):
     """Runs that should have trained alike (an EMA step and the step before it, same seed) but did
     not: the report names the first epoch that differs and the machines each trained on."""
-    from deepres.reproduce.ablation import plan, same_training
+    from deepres.reproduce.ablation import kept_before, plan, same_training
 
     planned = plan("small", None)
     ema = next(i for i, (step, _) in enumerate(planned) if step.tag == "ema")
-    base = max(j for j in range(ema) if planned[j][0].kept)  # the kept step before it
+    base = kept_before(planned, ema)
     runs = []
     for name, cpu, losses in (("base", "AMD EPYC", [2.0, 1.5, 1.2]), ("ema", "Intel Xeon", [2.0, 1.5, 1.3])):
         run = tmp_path / name

@@ -132,6 +132,12 @@ def plan(budget_name: str, data: str | None) -> list[tuple[Step, Budget]]:
     return planned
 
 
+def kept_before(planned: list[tuple[Step, Budget]], i: int) -> int | None:
+    """The index of the last kept step before step ``i`` (what step ``i`` adds its technique to), or
+    None for the first step."""
+    return max((j for j in range(i) if planned[j][0].kept), default=None)
+
+
 def found(planned: list[tuple[Step, Budget]]) -> int:
     """The index of the recipe found: the last step kept."""
     return max(i for i, (step, _) in enumerate(planned) if step.kept)
@@ -285,7 +291,7 @@ def same_training(planned: list[tuple[Step, Budget]], done: list[tuple[int, Step
     runs_of = {i: {RunDir(r).recipe()["seed"]: r for r in runs} for i, _, runs in done}
     checks = []
     for i, (step, _) in enumerate(planned):
-        base = max((j for j in range(i) if planned[j][0].kept), default=None)
+        base = kept_before(planned, i)
         if set(step.changes) != {"ema_decay"} or i not in runs_of or base not in runs_of:
             continue
         seeds = sorted(set(runs_of[i]) & set(runs_of[base]))
