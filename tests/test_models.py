@@ -1,11 +1,14 @@
 """Every network builds, has the paper's shape, and keeps the surface backbones rely on."""
 
+import json
+
 import pytest
 import torch
 import torch.nn.functional as F
 
 import deepres
-from deepres.models.registry import get_entry
+from conftest import cli
+from deepres.models.registry import get_entry, list_models
 
 # Big nets get a small input: the architecture, not the resolution, is under test here.
 SMALL_INPUT = {"imagenet": 64, "cifar": 32}
@@ -270,3 +273,24 @@ def test_parameter_names_are_torchvisions():
         assert key in keys
     assert "layer1.0.downsample.0.weight" in deepres.create_model("resnet152").state_dict()
     assert len(deepres.create_model("resnet18").state_dict()) == 122
+
+
+def test_deepres_models_describes_each_net_from_its_spec():
+    """`deepres models` says what a name builds (the paper's CIFAR nets: option A, 3 stages of 16-32-64;
+    plain nets: no shortcut), what it is checked against, and which pretrained weights ship."""
+    rows = {r["model"]: r for r in json.loads(cli("models", "--format", "json").stdout)}
+    assert rows["resnet56"] | {"pretrained": "-"} == {
+        "model": "resnet56", "family": "cifar", "block": "basic", "blocks": "9-9-9", "widths": "16-32-64",
+        "shortcut": "A", "extras": "-", "checked against": "He et al. 2015, Table 6", "pretrained": "-",
+    }  # fmt: skip
+    assert rows["plain20"]["shortcut"] == "none (plain)" and rows["resnet20"]["pretrained"] == "cifar10"
+    assert rows["resnext50_32x4d"]["block"] == "bottleneck 32x4d" and rows["resnet50"]["blocks"] == "3-4-6-3"
+    assert rows["resnet50d"]["extras"] == "avg-down, deep stem, stride in 3x3" and rows["resnet18d"]["extras"] == (
+        "avg-down, deep stem"
+    )
+    assert rows["vgg19"]["blocks"] == "16 convs" and rows["preact_resnet164"]["block"] == "pre-act bottleneck"
+    assert list(rows) == list_models()  # every registered net, once
+    result = cli("models", "nosuchnet*")
+    assert result.returncode == 2 and result.stderr.strip() == (
+        "deepres models: error: no model matches 'nosuchnet*'; `deepres models` lists them all"
+    )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import io
 import os
+import shutil
 import sys
 import traceback
 
@@ -34,12 +35,18 @@ def count(raw: str) -> int:
 
 # --- models / summary ------------------------------------------------------------------------------
 def cmd_models(args: argparse.Namespace) -> int:
-    from .models.registry import get_entry, list_models
+    from .models.registry import describe, list_models
+    from .pretrained import list_pretrained
 
-    rows = []
-    for name in list_models(args.pattern):
-        entry = get_entry(name)
-        rows.append({"model": name, "family": entry.family, "spec": type(entry.spec).__name__})
+    tags: dict[str, list[str]] = {}
+    for shipped in list_pretrained():
+        net, _, tag = shipped.partition(":")
+        tags.setdefault(net, []).append(tag)
+    rows = [
+        {**describe(name), "pretrained": ", ".join(tags.get(name, [])) or "-"} for name in list_models(args.pattern)
+    ]
+    if not rows:
+        raise DeepresError(f"no model matches {args.pattern!r}; `deepres models` lists them all")
     print(render(rows, args.format))
     return 0
 
@@ -144,7 +151,7 @@ def cmd_recipe(args: argparse.Namespace) -> int:
 
     if args.action == "list":
         rows = [{"recipe": n, "description": d} for n, d in list_recipes()]
-        print(render(rows, args.format))
+        print(render(rows, args.format, width=shutil.get_terminal_size().columns))
         return 0
     if not args.name:
         raise DeepresError("recipe show needs a NAME (see `deepres recipe list`)")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import textwrap
 
 FORMATS = ("table", "markdown", "csv", "json")
 
@@ -18,7 +19,8 @@ def _cell(v: object) -> str:
     return str(v)
 
 
-def render(rows: list[dict], fmt: str = "table") -> str:
+def render(rows: list[dict], fmt: str = "table", width: int | None = None) -> str:
+    """``width``: for ``table``, wrap a text last column (a description) so that lines fit in it."""
     if fmt == "json":
         return json.dumps(rows, indent=2)
     if not rows:
@@ -40,10 +42,16 @@ def render(rows: list[dict], fmt: str = "table") -> str:
     widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
     # Text left-aligned, numbers right-aligned.
     numeric = [all(isinstance(r.get(c), (int, float)) or r.get(c) is None for r in rows) for c in cols]
+    indent = sum(widths[:-1]) + 2 * (len(cols) - 1)  # where the last column starts
+    if width is not None and not numeric[-1] and indent + widths[-1] > width:
+        widths[-1] = max(width - indent, 20, len(cols[-1]))  # a narrow terminal still gets readable text
+    else:
+        width = None
 
     def fmt_row(row: list[str]) -> str:
-        return "  ".join(
-            v.rjust(w) if num else v.ljust(w) for v, w, num in zip(row, widths, numeric, strict=False)
-        ).rstrip()
+        cells = [v.rjust(w) if num else v.ljust(w) for v, w, num in zip(row[:-1], widths, numeric, strict=False)]
+        lines = (textwrap.wrap(row[-1], widths[-1], break_on_hyphens=False) or [""]) if width is not None else [row[-1]]
+        lines = ["  ".join([*cells, lines[0]]), *(" " * indent + line for line in lines[1:])]
+        return "\n".join(line.rstrip() for line in lines)
 
     return "\n".join([fmt_row(cols), fmt_row(["-" * w for w in widths])] + [fmt_row(r) for r in cells])

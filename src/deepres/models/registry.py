@@ -12,7 +12,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from .resnet import ResNet, ResNetSpec
-from .vgg import VGG, VGGSpec
+from .vgg import VGG, VGG_LAYOUTS, VGGSpec
 
 Spec = ResNetSpec | VGGSpec
 
@@ -125,6 +125,32 @@ def list_models(pattern: str | None = None) -> list[str]:
     """Registered names, sorted; ``pattern`` is a shell-style wildcard such as ``"resnet*"``."""
     names = sorted(_REGISTRY, key=_natural_key)
     return [n for n in names if pattern is None or fnmatch.fnmatch(n, pattern)]
+
+
+def describe(name: str) -> dict:
+    """What ``deepres models`` lists for a name, read off its spec (nothing is built): the block,
+    blocks and base width per stage, the shortcut, the variant's extras, and the published figures
+    ``deepres summary`` checks it against."""
+    entry = get_entry(name)
+    spec = entry.spec
+    row = {"model": name, "family": entry.family}
+    checked = entry.paper.source if entry.paper else "-"
+    if isinstance(spec, VGGSpec):
+        convs = [c for c in VGG_LAYOUTS[spec.layout] if c != "M"]
+        widths = "-".join(map(str, dict.fromkeys(convs)))
+        return {**row, "block": "VGG conv", "blocks": f"{len(convs)} convs", "widths": widths, "shortcut": "-",
+                "extras": "-", "checked against": checked}  # fmt: skip
+    block = ("pre-act " if spec.preact else "") + spec.block
+    if spec.groups > 1:  # ResNeXt's cardinality x width per group
+        block += f" {spec.groups}x{spec.base_width}d"
+    elif spec.base_width != 64:  # a wide bottleneck
+        block += f" width x{spec.base_width / 64:g}"
+    flags = {"SE": spec.se, "avg-down": spec.avg_down, "deep stem": spec.stem == "deep",
+             "stride in 3x3": spec.stride_in_3x3 and spec.block == "bottleneck",  # a basic block has no 1x1
+             f"dropout {spec.drop_rate:g}": spec.drop_rate > 0}  # fmt: skip
+    return {**row, "block": block, "blocks": "-".join(map(str, spec.layers)), "widths": "-".join(map(str, spec.widths)),
+            "shortcut": "none (plain)" if spec.shortcut == "none" else spec.shortcut,
+            "extras": ", ".join(k for k, on in flags.items() if on) or "-", "checked against": checked}  # fmt: skip
 
 
 def models_with_paper_figures() -> list[str]:
