@@ -256,10 +256,13 @@ def table(planned: list[tuple[Step, Budget]], done: list[tuple[int, Step, list[P
     return markdown_table(header, rows)
 
 
-def target_table(label: str, recipe_runs: list[Path], reference: Path | None) -> str:
-    """Images and minutes to the paper's error on the validation images: the recipe found's runs
-    (``label``) and the paper's schedule."""
-    runs = [(f"{label}, seed {RunDir(r).recipe()['seed']}", r) for r in recipe_runs]
+def target_table(done: list[tuple[int, Step, list[Path]]], recipe: int, reference: Path | None) -> str:
+    """Images and minutes to the paper's error on the validation images: every finished step's runs
+    (the recipe found, step ``recipe``, first) and the paper's schedule."""
+    order = sorted(done, key=lambda d: d[0] != recipe)  # stable: the others stay in step order
+    found_note = {recipe: " (the recipe found)"}
+    runs = [(f"{i}. {step.tag}{found_note.get(i, '')}, seed {RunDir(r).recipe()['seed']}", r)
+            for i, step, rs in order for r in rs]  # fmt: skip
     if reference is not None:
         runs.append(("the paper's schedule, seed 0", reference))
     rows = []
@@ -404,7 +407,7 @@ is below that of the kept step before it.
 {checks}
 ![validation error against training images](images_to_error.png)
 
-{target_table(label, recipe_runs, reference)}
+{target_table(done, recipe, reference)}
 
 ## The recipe found: test error
 
