@@ -46,6 +46,10 @@ def onnx_bytes(model: nn.Module, example: Tensor) -> bytes:
         # Option A's shortcut subsamples with strided slices, which the exporter cannot constant-fold;
         # it warns about each, on every export, which tells a user nothing.
         warnings.filterwarnings("ignore", "Constant folding - Only steps=1", UserWarning)
+        # The TorchScript-based exporter is chosen on purpose (see above); torch's notices that it is
+        # deprecated are for its own callers, and the export tests fail the day it is gone.
+        warnings.filterwarnings("ignore", "You are using the legacy TorchScript-based ONNX export", DeprecationWarning)
+        warnings.filterwarnings("ignore", "The feature will be removed", DeprecationWarning)
         torch.onnx.export(
             model.eval(),
             (example,),
