@@ -43,15 +43,14 @@ def render(rows: list[dict], fmt: str = "table", width: int | None = None) -> st
     # Text left-aligned, numbers right-aligned.
     numeric = [all(isinstance(r.get(c), (int, float)) or r.get(c) is None for r in rows) for c in cols]
     indent = sum(widths[:-1]) + 2 * (len(cols) - 1)  # where the last column starts
-    if width is not None and not numeric[-1] and indent + widths[-1] > width:
+    wrap = width is not None and not numeric[-1] and indent + widths[-1] > width
+    if wrap:
         widths[-1] = max(width - indent, 20, len(cols[-1]))  # a narrow terminal still gets readable text
-    else:
-        width = None
 
     def fmt_row(row: list[str]) -> str:
-        cells = [v.rjust(w) if num else v.ljust(w) for v, w, num in zip(row[:-1], widths, numeric, strict=False)]
-        lines = (textwrap.wrap(row[-1], widths[-1], break_on_hyphens=False) or [""]) if width is not None else [row[-1]]
-        lines = ["  ".join([*cells, lines[0]]), *(" " * indent + line for line in lines[1:])]
+        padded = [v.rjust(w) if num else v.ljust(w) for v, w, num in zip(row[:-1], widths, numeric, strict=False)]
+        last = (textwrap.wrap(row[-1], widths[-1], break_on_hyphens=False) or [""]) if wrap else [row[-1]]
+        lines = ["  ".join([*padded, last[0]]), *(" " * indent + line for line in last[1:])]
         return "\n".join(line.rstrip() for line in lines)
 
     return "\n".join([fmt_row(cols), fmt_row(["-" * w for w in widths])] + [fmt_row(r) for r in cells])

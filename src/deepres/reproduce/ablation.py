@@ -235,19 +235,22 @@ def figure(path: Path, done: list[tuple[int, Step, list[Path]]], recipe: int, re
     plt.close(fig)
 
 
-def mean_val(done: list[tuple[int, Step, list[Path]]]) -> dict[int, float]:
-    """Each finished step's mean validation error over its seeds."""
-    return {i: statistics.mean(final_val_error(r) for r in runs) for i, _, runs in done}
+def against_kept_before(planned: list[tuple[Step, Budget]], done: list[tuple[int, Step, list[Path]]]) -> dict:
+    """For each finished step whose kept step before it has finished too: {step: (that step, its mean
+    validation error, this step's)}, means over the seeds. The one comparison the table shows and
+    the kept rule reads."""
+    means = {i: statistics.mean(final_val_error(r) for r in runs) for i, _, runs in done}
+    pairs = {i: kept_before(planned, i) for i in means}
+    return {i: (base, means[base], means[i]) for i, base in pairs.items() if base in means}
 
 
 def table(planned: list[tuple[Step, Budget]], done: list[tuple[int, Step, list[Path]]]) -> str:
-    rows, means = [], mean_val(done)
+    rows, compared = [], against_kept_before(planned, done)
     for i, step, runs in done:
         val = [final_val_error(r) for r in runs]
-        base = kept_before(planned, i)
         rows.append([f"{i}. {step.tag}", step.adds, "yes" if step.kept else "no",
                      ", ".join(f"{v:.2f}" for v in val), mean_std(val),
-                     f"{means[i] - means[base]:+.2f}" if base in means else "-",
+                     f"{compared[i][2] - compared[i][1]:+.2f}" if i in compared else "-",
                      f"{statistics.mean(test_error(r) for r in runs):.2f}",
                      f"{statistics.mean(images_seen(r) for r in runs):.3g}",
                      "; ".join(dict.fromkeys(precisions(r) for r in runs))])  # fmt: skip
@@ -332,12 +335,12 @@ def kept_against_measured(planned: list[tuple[Step, Budget]], done: list[tuple[i
     """The rule the kept column follows: a step is kept when its mean validation error is below the
     kept step before it. A line for each step whose flag (set in ``steps()`` by hand, as each run
     finishes) the measured errors contradict; none for a step whose comparison has not run."""
-    means, lines = mean_val(done), []
-    for i, step, _ in done:
-        base = kept_before(planned, i)
-        if base in means and (means[i] < means[base]) != step.kept:
+    lines, steps_done = [], {i: step for i, step, _ in done}
+    for i, (base, before, mean) in against_kept_before(planned, done).items():
+        step = steps_done[i]
+        if (mean < before) != step.kept:
             verdict = "kept, but its validation error is not" if step.kept else "not kept, but its validation error is"
-            against = f"{means[i]:.2f} % against {means[base]:.2f} %"
+            against = f"{mean:.2f} % against {before:.2f} %"
             lines.append(f"Step {i} ({step.tag}) is {verdict} below step {base}'s ({against}).")
     return lines
 
