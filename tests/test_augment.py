@@ -163,3 +163,27 @@ def test_each_augmentation_that_may_alternate_its_flip_says_where_it_reads_the_f
         assert torch.equal(pipeline.train_batch(x, u), to_float(x))
         u[:, column] = 0.1
         assert torch.equal(pipeline.train_batch(x, u), to_float(x.flip(2)))
+
+
+def test_batch_ops_run_on_the_batch_device(cifar_sample):
+    # On a GPU the images, their augmentation and the evaluation views all live on the GPU. No GPU
+    # here: the meta device stands in, and fails any op that mixes in a tensor made on the CPU.
+    from deepres.data.loader import MemoryLoader
+    from deepres.evaluate import Evaluator
+    from deepres.models.registry import create_model
+
+    meta = torch.device("meta")
+    train = ImageSet(cifar_sample.splits["train"].images[:256], cifar_sample.splits["train"].labels[:256])
+    x, y = next(MemoryLoader(train, 128, seed=0, device=meta).epoch(0))
+    assert x.device == y.device == meta and x.shape == (128, 32, 32, 3)
+    settings = {"cifar": {}, "flip": {}, "imagenet": {"crop": 24, "scale_min": 28, "scale_max": 40, "jitter": 0.4}}
+    for augment, extra in settings.items():
+        for normalize in ("pixel-mean", "channel"):
+            p = Pipeline(augment=augment, normalize=normalize, lighting=0.1, **extra).fit(train)
+            out = p.train_batch(x, draws(128).to(meta))
+            assert out.device == meta and out.shape[:2] == (128, 3)
+    net = create_model("resnet20").eval().to(meta)
+    host = torch.from_numpy(train.images[:4])  # evaluation batches arrive from the host
+    for mode in ("center", "ten-crop", "multi-scale"):
+        log_probs = Evaluator(net, Pipeline(pad=4).fit(train), mode, precision="fp32").log_probs(host)
+        assert log_probs.device == meta and log_probs.shape == (4, 10)

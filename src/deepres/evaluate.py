@@ -70,6 +70,7 @@ class Evaluator:
         """Log of the class probabilities averaged over the mode's views, for a uint8 (N, H, W, C)
         batch. ``cropped``: the images already are the centre view (streamed data)."""
         p = self.pipeline
+        images = images.to(self.device)  # uint8: on a GPU, the views and normalisation are made there
         if self.mode == "center":
             probs = self._probs(p.eval_batch(images, cropped))
         elif self.mode == "ten-crop":

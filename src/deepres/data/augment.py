@@ -6,7 +6,8 @@ Every random choice is read from ``u``, a tensor of uniform draws with one row p
 ``batch_draws`` from (seed, step) for the whole global batch: resuming a run, splitting a batch
 over processes, or streaming the images from disk (where the loader's workers apply the geometric
 part to one image at a time, with the same functions and the same draws) gives every image exactly
-the same augmentation.
+the same augmentation. The ops run on the batch's device (a GPU's, where the model is on one), with
+the same draws: a run augments its images the same way on any machine.
 """
 
 from __future__ import annotations
@@ -51,12 +52,12 @@ def pad_crop_flip(x: Tensor, pad: int, u: Tensor, flip: bool = True) -> Tensor:
         x = F.pad(x, (0, 0, pad, pad, pad, pad))
     oy = _int(u[:, 0:1], 2 * pad + 1)
     ox = _int(u[:, 1:2], 2 * pad + 1)
-    rows = oy + torch.arange(h)
-    cols = torch.arange(w).expand(n, w)
+    rows = oy + torch.arange(h, device=x.device)
+    cols = torch.arange(w, device=x.device).expand(n, w)
     if flip:
         cols = torch.where(u[:, 2:3] < 0.5, cols.flip(1), cols)
     cols = ox + cols
-    return x[torch.arange(n)[:, None, None], rows[:, :, None], cols[:, None, :]]
+    return x[torch.arange(n, device=x.device)[:, None, None], rows[:, :, None], cols[:, None, :]]
 
 
 def random_flip(x: Tensor, u: Tensor) -> Tensor:
@@ -84,7 +85,7 @@ def scale_crop_flip(x: Tensor, crop: int, scale: tuple[int, int], u: Tensor) -> 
     x0 = u[:, 1] * (w - window).clamp(min=0)
     y0 = u[:, 2] * (h - window).clamp(min=0)
     sign = torch.where(u[:, 3] < 0.5, -1.0, 1.0)
-    theta = torch.zeros(n, 2, 3)
+    theta = torch.zeros(n, 2, 3, device=x.device)
     theta[:, 0, 0] = sign * window / w
     theta[:, 1, 1] = window / h
     theta[:, 0, 2] = (2 * x0 + window) / w - 1
@@ -126,10 +127,11 @@ def color_jitter(x: Tensor, strength: float, u: Tensor) -> Tensor:
     factor = (1 + (u * 2 - 1) * strength).to(x.dtype)[:, :, None, None, None]  # (N, 3, 1, 1, 1)
     x = x * factor[:, 0]
     if x.shape[1] == 3:
-        gray = (x * GRAY_WEIGHTS.view(1, 3, 1, 1).to(x.dtype)).sum(1, keepdim=True)
+        weights = GRAY_WEIGHTS.view(1, 3, 1, 1).to(x.device, x.dtype)
+        gray = (x * weights).sum(1, keepdim=True)
         mean = gray.mean((2, 3), keepdim=True)
         x = (x - mean) * factor[:, 1] + mean
-        gray = (x * GRAY_WEIGHTS.view(1, 3, 1, 1).to(x.dtype)).sum(1, keepdim=True)
+        gray = (x * weights).sum(1, keepdim=True)
         x = (x - gray) * factor[:, 2] + gray
     else:
         mean = x.mean((1, 2, 3), keepdim=True)
@@ -143,5 +145,5 @@ def pca_lighting(x: Tensor, std: float, u: Tensor) -> Tensor:
     if x.shape[1] != 3 or std <= 0:
         return x
     alpha = torch.special.ndtri(u.clamp(1e-6, 1 - 1e-6)) * std
-    rgb = (alpha * PCA_EIGVAL) @ PCA_EIGVEC.T  # (N, 3)
+    rgb = (alpha * PCA_EIGVAL.to(u.device)) @ PCA_EIGVEC.T.to(u.device)  # (N, 3)
     return x + rgb.to(x.dtype)[:, :, None, None]

@@ -114,12 +114,12 @@ class Pipeline:
     def normalize_batch(self, x: Tensor) -> Tensor:
         if self.normalize == "none" or self.mean is None:
             return x
-        mean = self.mean
+        mean = self.mean.to(x.device)  # a batch on a GPU: the mean of a few kB goes with it
         if mean.shape[-2:] != x.shape[-2:] and mean.shape[-1] != 1:
             # Per-pixel mean at another input size (multi-scale testing): resample it.
             mean = F.interpolate(mean[None], size=x.shape[-2:], mode="bilinear", align_corners=False)[0]
         x = x - mean
-        return x / self.std if self.std is not None else x
+        return x / self.std.to(x.device) if self.std is not None else x
 
     def train_batch(self, x: Tensor, u: Tensor, cropped: bool = False) -> Tensor:
         """Augmented, normalised float (N, C, H, W) from uint8 (N, H, W, C) and draws ``u`` (N, 13).

@@ -146,7 +146,7 @@ def build_parts(recipe: Recipe, dist: Dist | None = None, checkpoint: dict | Non
     optimizer = _optimizer(model, r)
     criterion = nn.CrossEntropyLoss(label_smoothing=r.label_smoothing)
     if isinstance(train_set, ImageSet):
-        loader = MemoryLoader(train_set, r.batch_size, r.seed, dist.shard)
+        loader = MemoryLoader(train_set, r.batch_size, r.seed, dist.shard, dist.device)
     else:
         loader = FileLoader(train_set, r.batch_size, r.seed, pipeline, r.workers, dist.shard)
     if loader.steps_per_epoch < 1:
