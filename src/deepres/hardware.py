@@ -43,6 +43,8 @@ def describe() -> str:
     import torch
 
     cap = torch.backends.cpu.get_cpu_capability()
-    return (
-        f"CPU {cap}, bf16 {'native' if cpu_has_fast_bf16() else 'emulated (slow)'}, {torch.get_num_threads()} threads"
-    )
+    cpu = f"CPU {cap}, bf16 {'native' if cpu_has_fast_bf16() else 'emulated (slow)'}, {torch.get_num_threads()} threads"
+    if not torch.cuda.is_available():
+        return cpu
+    bf16 = "native" if fast_precision("cuda") == "bf16" else "no"
+    return f"GPU {torch.cuda.get_device_name()} x{torch.cuda.device_count()}, bf16 {bf16}; {cpu}"

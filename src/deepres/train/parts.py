@@ -114,6 +114,10 @@ def build_parts(recipe: Recipe, dist: Dist | None = None, checkpoint: dict | Non
     torch.set_num_threads(r.threads or max(1, usable_cores() // dist.local_world))
     # Resolved per segment: a run resumed on another machine uses that machine's fast precision.
     precision = resolve_precision(r.precision, dist.device)
+    if dist.device.type == "cuda":
+        # Batches of one shape: cuDNN may time its algorithms once and keep the fastest. (Its choice can
+        # differ from run to run, so on a GPU a resumed run agrees in its metrics rather than its bits.)
+        torch.backends.cudnn.benchmark = True
     torch.manual_seed(r.seed)
     np.random.seed(r.seed % 2**32)
     random.seed(r.seed)
