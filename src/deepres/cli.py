@@ -164,11 +164,13 @@ def cmd_recipe(args: argparse.Namespace) -> int:
 # --- eval / predict / plot / download ----------------------------------------------------------------------
 def cmd_eval(args: argparse.Namespace) -> int:
     from .evaluate import evaluate
+    from .hardware import default_device
     from .train.checkpoint import load_target, model_from_checkpoint
     from .train.parts import checkpoint_splits
 
     ckpt, path = load_target(args.checkpoint, args.which)
     model, pipeline, _ = model_from_checkpoint(ckpt, path)
+    model.to(default_device())
     train_set, val_set, test_set, test_name, _ = checkpoint_splits(ckpt, path, args.data)
     split = {"train": train_set, "val": val_set, "test": test_set}[args.split]
     if split is None:

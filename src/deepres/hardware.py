@@ -34,6 +34,13 @@ def fast_precision(device="cpu") -> str:
     return "bf16" if cpu_has_fast_bf16() else "fp32"
 
 
+def default_device() -> str:
+    """Where a job runs unless told otherwise: the GPU where there is one."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def resolve_precision(precision: str, device="cpu") -> str:
     return fast_precision(device) if precision == "auto" else precision
 
