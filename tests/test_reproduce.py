@@ -250,7 +250,7 @@ def test_a_step_not_kept_is_left_out_of_the_steps_after_it(monkeypatch):
 
     monkeypatch.setattr(ablation, "steps", last_dropped)
     planned = ablation.plan("full", None)
-    before = max(i for i, (step, _) in enumerate(planned[:-1]) if step.kept)
+    before = ablation.kept_before(planned, len(planned) - 1)
     assert ablation.found(planned) == before
     assert ablation.queue("full", None)[0][1] == ablation.tag(before, *planned[before])
     assert planned[before][1].seeds == (0, 1) and planned[-1][1].seeds == (0,)

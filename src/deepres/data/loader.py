@@ -82,9 +82,9 @@ class MemoryLoader:
         self.steps_per_epoch = len(split) // batch_size  # drop the last partial batch: fixed shapes
 
     def epoch(self, epoch: int, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        perm = epoch_permutation(len(self.labels), self.seed, epoch)
+        perm = epoch_permutation(len(self.labels), self.seed, epoch).to(self.images.device)  # once an epoch
         for i in range(start, self.steps_per_epoch):
-            idx = self.shard.part(perm[i * self.batch_size : (i + 1) * self.batch_size]).to(self.images.device)
+            idx = self.shard.part(perm[i * self.batch_size : (i + 1) * self.batch_size])
             yield self.images[idx], self.labels[idx]
 
 
