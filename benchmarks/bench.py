@@ -197,10 +197,13 @@ def time_to_accuracy(train_rows: list[dict], results: Path) -> list[dict]:
     rows, seen = [], set()
     for run in sorted(results.glob("*/runs/*")):
         net = run.name.split("-")[0]
-        if net not in speed or net not in PAPER or not RunDir(run).finished or run.name in seen:
+        if net not in speed or net not in PAPER or not RunDir(run).finished:
             continue
-        seen.add(run.name)  # reports share runs: each once
         recipe, target = RunDir(run).recipe(), PAPER[net]
+        # Reports share runs: each once. One name is not one run (`resnet20-s0` of two recipes).
+        if (same := (run.name, recipe["name"], Path(recipe["data"]).name)) in seen:
+            continue
+        seen.add(same)
         reached = images_to_error(run, target)
         best = min(m["val_error"] for m in metrics(run) if "val_error" in m)
         row = {"run": str(run.relative_to(results.parent)), "recipe": recipe["name"],
