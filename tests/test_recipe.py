@@ -30,7 +30,7 @@ def test_cifar_quarter_keeps_the_papers_protocol_at_a_quarter_of_its_images():
     protocol = ("model", "val_split", "augment", "pad", "normalize", "batch_size", "test_mode", "test_flip")
     assert all(getattr(quarter, k) == getattr(paper, k) for k in protocol)
     assert quarter.epochs * (50_000 - quarter.val_split) <= paper.iterations * paper.batch_size / 4
-    assert quarter.model_options == {"zero_init_residual": True}  # an initialisation: the same modules
+    assert quarter.model_options == paper.model_options == {}  # the paper's modules, initialised as the paper's
 
 
 def test_imagenet_paper_recipe():

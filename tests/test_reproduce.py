@@ -12,10 +12,9 @@ from PIL import Image
 from conftest import ROOT, cli, missing
 from deepres.errors import DeepresError
 
-# The data the committed full-budget runs name: the JPEG copy (the first reports), the pixel-exact
-# archive (the reports that compare with the paper).
-COMMITTED_DATA = "../shared/data/cifar10-jpeg.tar.xz"
+# The data the committed full-budget runs name: the pixel-exact archive.
 LOSSLESS_DATA = "../shared/data/cifar10-lossless.tar.xz"
+JPEG_DATA = "../shared/data/cifar10-jpeg.tar.xz"
 
 
 def test_complexity_report_matches_the_paper(tmp_path):
@@ -88,6 +87,16 @@ def test_training_experiments_share_their_runs(tmp_path, tiny_cifar):
     logged = json.loads((folder / "runs" / "resnet56-s0" / "responses.json").read_text())["std"]
     assert list(logged.values()) == stds["resnet56"] and "layer3.8.conv2" in logged
     assert (store / "cifar-10-batches-py-sample-small" / "resnet56-s0" / "responses.json").is_file()
+    # from the logs alone (no store): a finished run that logged no measurement is named, not dropped
+    logs = tmp_path / "logs-only"
+    shutil.copytree(folder / "runs", logs / "responses" / "runs")
+    (logs / "responses" / "runs" / "plain56-s0" / "responses.json").unlink()
+    remade = cli("reproduce", "responses", *data, "--no-train", "--out", logs, "--runs", tmp_path / "empty-store")
+    assert remade.returncode == 0, remade.stderr[-2000:]
+    report = (logs / "responses" / "report.md").read_text()
+    assert "**Not measured**: plain56: finished, but neither the checkpoint nor a logged responses.json" in report
+    assert "| plain20 | 19 |" in report and "| plain56 |" not in report
+    assert set(json.loads((logs / "responses" / "responses.json").read_text())) == set(stds) - {"plain56"}
 
     # --no-train: a partial report from what the store holds (ResNet-20 option A), naming the rest
     partial = cli("reproduce", "shortcuts", *data, "--no-train", "--out", tmp_path / "partial", "--runs", store)
@@ -160,7 +169,7 @@ def test_ablation_adds_one_technique_at_a_time(tmp_path, tiny_cifar):
     the recipe fields of the technique it adds; the network never changes; the table reads the final
     validation error of each run. The full budget stays within a quarter of the paper's images."""
     from deepres.models import create_model
-    from deepres.reproduce.ablation import EIGHTH, EPOCHS, RECIPE, kept_before, on_all_data, plan, tag
+    from deepres.reproduce.ablation import EIGHTH, EPOCHS, RECIPE, found, kept_before, on_all_data, plan, tag
     from deepres.reproduce.runs import HOW_FIELDS, run_dir
 
     store, out = tmp_path / "runs", tmp_path / "results"
@@ -185,13 +194,15 @@ def test_ablation_adds_one_technique_at_a_time(tmp_path, tiny_cifar):
     ema = next(i for i, (step, _) in enumerate(steps) if step.tag == "ema")
     same = f"its run (seed 0) trained exactly as step {kept_before(steps, ema)}'s: equal training loss and error"
     assert f"Step {ema} (ema) changes only the weights reported; {same}" in report
-    # the last step is the named recipe found, and its runs are that recipe's plain store runs
-    assert recipes[-1]["name"] == RECIPE and steps[-1][1].recipe == RECIPE
-    assert (run_dir(store, steps[-1][1], "resnet20", 0) / "test.json").is_file()
-    assert run_dir(store, steps[-1][1], "resnet20", 0).name == "resnet20-s0"
+    # the last kept step is the named recipe found, and its runs are that recipe's plain store runs
+    f = found(steps)
+    assert recipes[f]["name"] == RECIPE and steps[f][1].recipe == RECIPE
+    assert all(b.recipe != RECIPE for i, (_, b) in enumerate(steps) if i != f)
+    assert (run_dir(store, steps[f][1], "resnet20", 0) / "test.json").is_file()
+    assert run_dir(store, steps[f][1], "resnet20", 0).name == "resnet20-s0"
     # the recipe found, also on all the training images: only the split and the epochs change
     whole = tomllib.loads((folder / "runs" / "resnet20-all50k-s0" / "recipe.toml").read_text())
-    assert {k for k in whole if whole[k] != recipes[-1][k]} <= {"val_split", "epochs", "warmup"}
+    assert {k for k in whole if whole[k] != recipes[f][k]} <= {"val_split", "epochs", "warmup"}
     assert whole["val_split"] == 0
     error = json.loads((folder / "runs" / "resnet20-all50k-s0" / "test.json").read_text())["test"]["top1_error"]
     assert re.search(
@@ -203,20 +214,20 @@ def test_ablation_adds_one_technique_at_a_time(tmp_path, tiny_cifar):
     assert "| the same on all the training images for an eighth of the paper's images | 0 |" in report
 
     full = [b.resolved_recipe() for _, b in plan("full", None)]
-    assert plan("full", None)[-1][1].overrides == ()  # at the full budget, exactly the named recipe
+    assert plan("full", None)[f][1].overrides == ()  # at the full budget, exactly the named recipe
     paper = 64_000 * 128
 
     def images(r):  # the steps of full batches (an epoch's last partial one is dropped) times the batch
         return round(r.epochs * ((50_000 - r.val_split) // r.batch_size)) * r.batch_size
 
     assert all(r.epochs == EPOCHS["full"] and images(r) <= paper / 4 for r in full)
-    on_all = on_all_data("full", plan("full", None)[-1][1]).resolved_recipe()
+    on_all = on_all_data("full", plan("full", None)[f][1]).resolved_recipe()
     assert on_all.val_split == 0 and images(on_all) <= paper / 4 and on_all.warmup == on_all.epochs / 5
-    assert images(on_all_data("full", plan("full", None)[-1][1], EIGHTH).resolved_recipe()) <= paper / 8
+    assert images(on_all_data("full", plan("full", None)[f][1], EIGHTH).resolved_recipe()) <= paper / 8
     # every step's first seed; the recipe found, two
-    assert [b.seeds for _, b in plan("full", None)] == [(0,)] * (len(full) - 1) + [(0, 1)]
+    assert [b.seeds for _, b in plan("full", None)] == [(0, 1) if i == f else (0,) for i in range(len(full))]
     net = sum(p.numel() for p in create_model("resnet20").parameters())
-    assert sum(p.numel() for p in create_model("resnet20", **full[-1].model_options).parameters()) == net
+    assert all(sum(p.numel() for p in create_model("resnet20", **r.model_options).parameters()) == net for r in full)
 
 
 def test_a_step_not_kept_is_left_out_of_the_steps_after_it(monkeypatch):
@@ -241,8 +252,9 @@ def test_a_step_not_kept_is_left_out_of_the_steps_after_it(monkeypatch):
     assert recipes[i].label_smoothing == 0.1 and recipes[i - 1].label_smoothing == 0.0
     assert all(r.label_smoothing == 0.0 for r in recipes[i + 1 :])
     assert recipes[i + 1].weight_decay == 5e-4 and recipes[i + 1].nesterov  # the kept steps' changes stay
-    assert ablation.found(planned) == len(planned) - 1
-    assert ablation.queue("full", None)[0][1] == ablation.tag(len(planned) - 1, *planned[-1])
+    last = ablation.found(planned)  # the last kept step, trained first
+    assert planned[last][0].kept and not any(step.kept for step, _ in planned[last + 1 :])
+    assert ablation.queue("full", None)[0][1] == ablation.tag(last, *planned[last])
 
     def last_dropped(epochs):  # then the recipe found is the kept step before it, trained first, with 2 seeds
         steps = real(epochs)
@@ -364,7 +376,7 @@ def test_reports_name_their_data_by_checksum(tmp_path):
     assert data_identity(str(archive)) == f"`cifar10-lossless.tar.xz` (sha256 `{digest}`)"
     assert data_identity("cifar10") == "`cifar10`"
     assert data_note(str(archive)) == f"Data: `cifar10-lossless.tar.xz` (sha256 `{digest}`)."  # not a known archive
-    jpeg = ROOT / COMMITTED_DATA
+    jpeg = ROOT / JPEG_DATA
     if not jpeg.is_file():
         missing(f"{jpeg} (the JPEG CIFAR-10 archive)")
     assert "a JPEG (quality 75) re-encode of the official CIFAR-10 images, not pixel-exact" in data_note(str(jpeg))
@@ -386,15 +398,12 @@ def test_median_throughput_shows_a_run_that_shared_its_cores(tmp_path):
     assert median_throughput(tmp_path) == 140.0
 
 
-@pytest.mark.parametrize(
-    ("experiment", "data"),
-    [(e, COMMITTED_DATA) for e in ("cifar", "degradation", "responses", "shortcuts")]
-    + [(e, LOSSLESS_DATA) for e in ("paper-schedule", "ablation")],
-)
-def test_committed_reports_are_remade_from_their_logs(tmp_path, experiment, data):
+@pytest.mark.parametrize("experiment", ["cifar", "degradation", "responses", "shortcuts", "paper-schedule", "ablation"])
+def test_committed_reports_are_remade_from_their_logs(tmp_path, experiment):
     """The committed full-budget reports rest on the logs committed beside them: with an empty run
     store (no checkpoints at all), `--no-train` remakes each report word for word (the ablation's
     reference curve, the paper's schedule, from that report's logs)."""
+    data = LOSSLESS_DATA
     if not (ROOT / data).is_file():
         missing(f"{ROOT / data} (the reports name their data by its checksum)")
     committed = ROOT / "results"
@@ -408,14 +417,28 @@ def test_committed_reports_are_remade_from_their_logs(tmp_path, experiment, data
     assert (out / experiment / "report.md").read_text() == (committed / experiment / "report.md").read_text()
 
 
+def test_a_report_links_its_logs_once_a_run_has_logged_them(tmp_path):
+    """A report with no run finished (an empty store, no earlier logs) has no runs/ folder to link."""
+    if not (ROOT / LOSSLESS_DATA).is_file():
+        missing(f"{ROOT / LOSSLESS_DATA} (the reports name their data by its checksum)")
+    out = tmp_path / "results"
+    result = cli("reproduce", "shortcuts", "--budget", "full", "--data", LOSSLESS_DATA, "--no-train",
+                 "--out", out, "--runs", tmp_path / "empty-store", cwd=ROOT)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = (out / "shortcuts" / "report.md").read_text()
+    assert "**Partial report**: not yet run at this budget: resnet32 A," in report
+    assert not (out / "shortcuts" / "runs").exists() and "Logs: [runs/](runs/)" not in report
+
+
 def test_only_logs_of_the_same_experiment_stand_in_for_a_run(tmp_path):
     from deepres.reproduce.runs import full, logged_run, small
 
     logs = tmp_path / "runs"
     shutil.copytree(ROOT / "results" / "cifar" / "runs" / "resnet20-s0", logs / "resnet20-s0")
-    budget = full(COMMITTED_DATA)
+    budget = full(LOSSLESS_DATA)
     assert logged_run(logs, budget, "resnet20", 0) == logs / "resnet20-s0"
-    assert logged_run(logs, full("/elsewhere/cifar10-jpeg.tar.xz"), "resnet20", 0) is not None  # same file
+    assert logged_run(logs, full("/elsewhere/cifar10-lossless.tar.xz"), "resnet20", 0) is not None  # same file
+    assert logged_run(logs, full(JPEG_DATA), "resnet20", 0) is None  # other data
     assert logged_run(logs, full("cifar10"), "resnet20", 0) is None  # the official pickles: other data
     assert logged_run(logs, small(None), "resnet20", 0) is None  # another recipe
     assert logged_run(logs, budget, "resnet20", 1) is None  # another seed
@@ -427,25 +450,12 @@ def test_only_logs_of_the_same_experiment_stand_in_for_a_run(tmp_path):
     assert logged_run(logs, budget, "resnet20", 0) is not None  # how often it saved changes no result
     recipe.write_text(re.sub(r"(?m)^lr = .*$", "lr = 0.1", text))
     assert logged_run(logs, budget, "resnet20", 0) is None  # trained otherwise
-    # A field newer than the log (this one predates `flip`) is the default it was added with ...
-    recipe.write_text(text)
-    assert not re.search(r"(?m)^flip =", text) and logged_run(logs, budget, "resnet20", 0) is not None
-    recipe.write_text(text + 'flip = "alternate"\n')  # ... and a log that says otherwise is another run
+    # A field newer than the log (as if it predated `flip`) is the default it was added with ...
+    older = re.sub(r"(?m)^flip = .*\n", "", text)
+    recipe.write_text(older)
+    assert older != text and logged_run(logs, budget, "resnet20", 0) is not None
+    recipe.write_text('flip = "alternate"\n' + older)  # ... and a log that says otherwise is another run
     assert logged_run(logs, budget, "resnet20", 0) is None
-
-
-def test_a_run_without_checkpoint_or_measurement_is_named(tmp_path):
-    out = tmp_path / "results"
-    shutil.copytree(ROOT / "results" / "responses" / "runs", out / "responses" / "runs")
-    (out / "responses" / "runs" / "plain56-s0" / "responses.json").unlink()
-    result = cli("reproduce", "responses", "--budget", "full", "--data", COMMITTED_DATA, "--no-train",
-                     "--out", out, "--runs", tmp_path / "empty-store", cwd=ROOT)  # fmt: skip
-    assert result.returncode == 0, result.stderr[-2000:]
-    report = (out / "responses" / "report.md").read_text()
-    assert "**Not measured**: plain56: finished, but neither the checkpoint nor a logged responses.json" in report
-    assert "| plain20 | 19 |" in report and "| plain56 |" not in report
-    logged = {d.name.removesuffix("-s0") for d in (out / "responses" / "runs").iterdir()}
-    assert set(json.loads((out / "responses" / "responses.json").read_text())) == logged - {"plain56"}
 
 
 def test_table6_holds_resnet110_against_the_papers_mean():

@@ -140,8 +140,9 @@ def make_cifar(q: Request) -> Report:
     runs, missing = train_all(q.folder, b, residual + plain, q.store, q.train)
     seeds = seeds_note(b, residual + plain)
     body = f"""{b.label}, seeds {seeds}; budget `{q.budget}`.{small_note(q.budget)} Test error of the
-**last** checkpoint, so the validation split (held out of the training set) selects nothing that the
-test set then reports (no best-epoch-on-test numbers). The paper trains 64k iterations with lr
+**final** weights (their moving average where the recipe keeps one), single centre crop, so the
+validation split (held out of the training set) selects nothing that the test set then reports (no
+best-epoch-on-test numbers). The paper trains 64k iterations of 128 (8.19 M images) with lr
 0.1 / 0.01 / 0.001. {recipe_note(b.resolved_recipe())}
 
 {data_note(b.data)}

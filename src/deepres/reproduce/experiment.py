@@ -30,8 +30,9 @@ class Report:
     missing: list[str] = field(default_factory=list)  # runs not finished at this budget
     logs: bool = True  # the report rests on run logs kept in its runs/ folder
 
-    def text(self) -> str:
-        tail = missing_note(self.missing) + ("\nLogs: [runs/](runs/).\n" if self.logs else "")
+    def text(self, logged: bool = True) -> str:
+        """The report; ``logged``: its runs/ folder holds logs (no link to a folder no run has made yet)."""
+        tail = missing_note(self.missing) + ("\nLogs: [runs/](runs/).\n" if self.logs and logged else "")
         return f"# {self.title}\n\n{self.body.strip()}\n{tail}"
 
 
@@ -46,5 +47,6 @@ class Experiment:
     def run(self, request: Request) -> Path:
         request.folder.mkdir(parents=True, exist_ok=True)
         path = request.folder / "report.md"
-        write_text_atomic(path, self.make(request).text())
+        report = self.make(request)
+        write_text_atomic(path, report.text(logged=(request.folder / "runs").is_dir()))
         return path

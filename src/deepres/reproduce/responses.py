@@ -145,7 +145,7 @@ For each net,"""
         for rs in runs.values():
             copy_logs(rs[0], folder / "runs" / rs[0].name)  # now with its responses.json
         what = f"{b.label}, seed {list(b.seeds)}; budget `{q.budget}`.{small_note(q.budget)}\n"
-        what += "For each net's last checkpoint,"
+        what += "For each net's final weights (their moving average where the recipe keeps one),"
         absent, logs = [], True
     plot(stds, folder / "fig7.png")
     write_text_atomic(folder / "responses.json", json.dumps(stds, indent=1) + "\n")

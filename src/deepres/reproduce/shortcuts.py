@@ -2,8 +2,8 @@
 (no parameters), B projects (1x1 conv + BN) only where the shape changes, C projects everywhere.
 
 The paper compares them on ImageNet with ResNet-34 and uses A throughout its CIFAR section. We
-compare them on CIFAR-10 with the CIFAR nets, and with an ImageNet-style ResNet-18 layout on the
-CIFAR-10 image folder at a quarter of the paper's ImageNet scale (recipe ``imagenet-quarter``)."""
+compare them on CIFAR-10 with the CIFAR nets, and with an ImageNet-style ResNet-18 layout on CIFAR-10
+upscaled to a quarter of the paper's ImageNet scale (recipe ``imagenet-quarter``)."""
 
 from __future__ import annotations
 
@@ -125,8 +125,8 @@ def make(q: Request) -> Report:
     widths = FOLDER_OPTIONS["widths"]
     body = f"""Budget `{q.budget}`, seed {list(cifar.seeds)}.{small_note(q.budget)}
 A: identity shortcuts, zero-padded where the channels grow (no parameters); B: projections (1x1 conv +
-BN) only where the shape changes; C: projections on every shortcut. Test error of the last checkpoint
-(the validation split selects nothing).
+BN) only where the shape changes; C: projections on every shortcut. Test error of the final weights
+(their moving average where the recipe keeps one; the validation split selects nothing).
 
 ## CIFAR-10 nets
 
@@ -135,11 +135,11 @@ comparison on CIFAR.
 
 {markdown_table(HEADER[:6] + HEADER[7:], [r[:6] + r[7:] for r in cifar_rows])}
 
-## An ImageNet-style net on an image folder, at reduced scale
+## An ImageNet-style net at reduced scale
 
 The ResNet-18 layout (7x7/2 stem, max-pool, four stages of two basic blocks) at reduced width
 (stem {FOLDER_OPTIONS["stem_width"]}, stages {"/".join(str(w) for w in widths)}), trained on {images.label}
-read as an image folder, with the paper's ImageNet augmentation at reduced scale (shorter side
+with the paper's ImageNet augmentation at reduced scale (the 32x32 images upscaled: shorter side
 {r.scale_min}-{r.scale_max}, {r.crop} crop; evaluation {r.resize} / centre {r.crop}). {data_note(images.data)}
 The paper's figures are ResNet-34 on ImageNet: compare the ordering and the size of the differences,
 not the errors.
