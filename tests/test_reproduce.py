@@ -254,7 +254,11 @@ def test_a_step_not_kept_is_left_out_of_the_steps_after_it(monkeypatch):
     assert recipes[i + 1].weight_decay == 5e-4 and recipes[i + 1].nesterov  # the kept steps' changes stay
     last = ablation.found(planned)  # the last kept step, trained first
     assert planned[last][0].kept and not any(step.kept for step, _ in planned[last + 1 :])
-    assert ablation.queue("full", None)[0][1] == ablation.tag(last, *planned[last])
+    # the recipe found's seeds and its all-50k runs (the test error it claims) before the other steps
+    found, queue = ablation.tag(last, *planned[last]), ablation.queue("full", None)
+    assert [(t, b.seeds) for b, t in queue[:4]] == [(found, (0,)), (found, (1,)), ("all50k", (0, 1)),
+                                                    ("all50k-eighth", (0, 1))]  # fmt: skip
+    assert sorted(t for _, t in queue[4:]) == sorted(ablation.tag(i, *p) for i, p in enumerate(planned) if i != last)
 
     def last_dropped(epochs):  # then the recipe found is the kept step before it, trained first, with 2 seeds
         steps = real(epochs)
