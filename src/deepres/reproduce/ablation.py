@@ -360,22 +360,18 @@ def kept_against_measured(planned: list[tuple[Step, Budget]], done: list[tuple[i
 
 
 def queue(budget_name: str, data: str | None) -> list[tuple[Budget, str]]:
-    """The runs to train, in order, as (a budget of its seeds, its store tag): the recipe found's first
-    seed (does the budget reach the paper's error at all?), its further seeds and the recipe found on
+    """The runs to train, in order, as (a budget of its seeds, its store tag): the recipe found's seeds
+    one at a time (the first: does the budget reach the paper's error at all?) and the recipe found on
     all the training images at a quarter and an eighth of the paper's images (the test error the
-    recipe claims, over seeds), then every other step's first seed from the last down (what bought
-    what, and what did not), then the other steps' further seeds."""
+    recipe claims, over seeds), then every other step's one seed from the last down (what bought what,
+    and what did not)."""
     planned = plan(budget_name, data)
     r = found(planned)
-    others = [(planned[i][1], tag(i, *planned[i])) for i in reversed(range(len(planned))) if i != r]
-    recipe = (planned[r][1], tag(r, *planned[r]))
-    variants = [(b, v.tag) for v, b in on_all_data_variants(budget_name, planned[r][1])]
-
-    def seeds(runs: list[tuple[Budget, str]], pick: slice) -> list[tuple[Budget, str]]:
-        return [(dataclasses.replace(b, seeds=b.seeds[pick]), t) for b, t in runs if b.seeds[pick]]
-
-    first, further = slice(0, 1), slice(1, None)
-    return seeds([recipe], first) + seeds([recipe], further) + variants + seeds(others, first) + seeds(others, further)
+    recipe, recipe_tag = planned[r][1], tag(r, *planned[r])
+    seeds = [(dataclasses.replace(recipe, seeds=(seed,)), recipe_tag) for seed in recipe.seeds]
+    variants = [(b, v.tag) for v, b in on_all_data_variants(budget_name, recipe)]
+    others = [(planned[i][1], tag(i, *planned[i])) for i in reversed(range(len(planned))) if i != r]  # one seed each
+    return seeds + variants + others
 
 
 def make(q: Request) -> Report:
