@@ -300,30 +300,39 @@ def test_an_ema_step_whose_training_parts_from_the_step_before_says_where(tmp_pa
 
 
 def test_a_kept_flag_the_measurements_contradict_is_stated(tmp_path):
-    """A step is kept when its mean validation error is below the kept step before it; the flag is set
-    by hand as each run finishes, so the report says where it and the measurements disagree, and the
-    committed report says nothing of the kind."""
-    from deepres.reproduce.ablation import kept_against_measured, kept_before, plan
+    """A step is kept when its mean validation error is below the kept step before it, both over the
+    seeds both have run (a paired comparison: a seed only one step has run does not count); the flag
+    is set by hand as each run finishes, so the report says where it and the measurements disagree,
+    and the committed report says nothing of the kind."""
+    from deepres.reproduce.ablation import against_kept_before, kept_against_measured, kept_before, plan
 
     planned = plan("small", None)
     ema = next(i for i, (step, _) in enumerate(planned) if step.tag == "ema")
     base = kept_before(planned, ema)
 
-    def run(name: str, val_errors: list[float]):
+    def run(name: str, seed: int, val_errors: list[float]):
         (tmp_path / name).mkdir()
+        (tmp_path / name / "recipe.toml").write_text(f"seed = {seed}\n")
         rows = [json.dumps({"epoch": k + 1, "val_error": v}) + "\n" for k, v in enumerate(val_errors)]
         (tmp_path / name / "metrics.jsonl").write_text("".join(rows))
         return tmp_path / name
 
-    base_run = (base, planned[base][0], [run("base-s0", [20.0, 8.1]), run("base-s1", [20.0, 8.3])])
-    worse = (ema, planned[ema][0], [run("ema-s0", [12.0, 8.4])])  # the final epoch counts, not the best
+    base_run = (base, planned[base][0], [run("base-s0", 0, [20.0, 8.1]), run("base-s1", 1, [20.0, 8.3])])
+    worse = (ema, planned[ema][0], [run("ema-s0", 0, [12.0, 8.4])])  # the final epoch counts, not the best
     assert kept_against_measured(planned, [base_run, worse]) == [
-        f"Step {ema} (ema) is kept, but its validation error is not below step {base}'s (8.40 % against 8.20 %)."
+        f"Step {ema} (ema) is kept, but its validation error is not below step {base}'s (8.40 % against 8.10 %)."
     ]
-    better = (ema, dataclasses.replace(planned[ema][0], kept=False), [run("better-s0", [12.0, 8.0])])
+    better = (ema, dataclasses.replace(planned[ema][0], kept=False), [run("better-s0", 0, [12.0, 8.0])])
     assert kept_against_measured(planned, [base_run, better]) == [
-        f"Step {ema} (ema) is not kept, but its validation error is below step {base}'s (8.00 % against 8.20 %)."
+        f"Step {ema} (ema) is not kept, but its validation error is below step {base}'s (8.00 % against 8.10 %)."
     ]
+    # Over all seeds the base's 8.20 % would be above this step's 8.15 %; seed for seed it is below.
+    one_seed_base = (base, planned[base][0], base_run[2][:1])
+    two_seeds = (ema, planned[ema][0], [run("two-s0", 0, [12.0, 8.0]), run("two-s1", 1, [12.0, 8.3])])
+    assert against_kept_before(planned, [base_run, two_seeds])[ema] == (base, 8.2, 8.15)
+    assert against_kept_before(planned, [one_seed_base, two_seeds])[ema] == (base, 8.1, 8.0)
+    other_seed = (ema, planned[ema][0], [run("other-s2", 2, [12.0, 8.0])])
+    assert kept_against_measured(planned, [base_run, other_seed]) == []  # no seed in common: nothing compared
     assert kept_against_measured(planned, [worse]) == []  # the step before has not run: nothing to say
     committed = (ROOT / "results" / "ablation" / "report.md").read_text()
     assert "is kept, but" not in committed and "is not kept, but" not in committed

@@ -249,13 +249,24 @@ def figure(path: Path, done: list[tuple[int, Step, list[Path]]], recipe: int, re
     plt.close(fig)
 
 
+def seed_of(run: Path) -> int:
+    return RunDir(run).recipe()["seed"]
+
+
 def against_kept_before(planned: list[tuple[Step, Budget]], done: list[tuple[int, Step, list[Path]]]) -> dict:
-    """For each finished step whose kept step before it has finished too: {step: (that step, its mean
-    validation error, this step's)}, means over the seeds. The one comparison the table shows and
-    the kept rule reads."""
-    means = {i: statistics.mean(final_val_error(r) for r in runs) for i, _, runs in done}
-    pairs = {i: kept_before(planned, i) for i in means}
-    return {i: (base, means[base], means[i]) for i, base in pairs.items() if base in means}
+    """For each finished step whose kept step before it has run with some of the same seeds: {step:
+    (that step, its mean validation error, this step's)}, both means over those shared seeds only. A
+    paired comparison: a seed's luck (a few tenths, as much as a technique buys) must not count for
+    or against the technique when one step has run more seeds than the other. The one comparison the
+    table shows and the kept rule reads."""
+    val = {i: {seed_of(r): final_val_error(r) for r in runs} for i, _, runs in done}
+    compared = {}
+    for i, errors in val.items():
+        base = kept_before(planned, i)
+        if shared := sorted(set(val.get(base, {})) & set(errors)):
+            before, after = (statistics.mean(v[s] for s in shared) for v in (val[base], errors))
+            compared[i] = (base, before, after)
+    return compared
 
 
 def table(planned: list[tuple[Step, Budget]], done: list[tuple[int, Step, list[Path]]]) -> str:
@@ -268,7 +279,7 @@ def table(planned: list[tuple[Step, Budget]], done: list[tuple[int, Step, list[P
                      f"{statistics.mean(test_error(r) for r in runs):.2f}",
                      f"{statistics.mean(images_seen(r) for r in runs):.3g}",
                      "; ".join(dict.fromkeys(precisions(r) for r in runs))])  # fmt: skip
-    header = ["step", "adds", "kept", "val error % per seed", "mean +- std", "vs the kept step before",
+    header = ["step", "adds", "kept", "val error % per seed", "mean +- std", "vs the kept step before (same seeds)",
               "test error % (mean)", "training images (M)", "precision"]  # fmt: skip
     return markdown_table(header, rows)
 
@@ -278,7 +289,7 @@ def target_table(done: list[tuple[int, Step, list[Path]]], recipe: int, referenc
     (the recipe found, step ``recipe``, first) and the paper's schedule."""
     order = sorted(done, key=lambda d: d[0] != recipe)  # stable: the others stay in step order
     found_note = {recipe: " (the recipe found)"}
-    runs = [(f"{i}. {step.tag}{found_note.get(i, '')}, seed {RunDir(r).recipe()['seed']}", r)
+    runs = [(f"{i}. {step.tag}{found_note.get(i, '')}, seed {seed_of(r)}", r)
             for i, step, rs in order for r in rs]  # fmt: skip
     if reference is not None:
         runs.append(("the paper's schedule, seed 0", reference))
@@ -300,7 +311,7 @@ def whole_recipe_table(runs_of: list[tuple[str, list[Path]]]) -> str:
             continue
         errors = [test_error(r) for r in runs]
         mean = statistics.mean(errors)
-        rows.append([label, ", ".join(str(RunDir(r).recipe()["seed"]) for r in runs),
+        rows.append([label, ", ".join(str(seed_of(r)) for r in runs),
                      ", ".join(f"{e:.2f}" for e in errors), mean_std(errors), f"{mean - TARGET:+.2f}",
                      "yes" if mean <= TARGET and len(runs) >= 2 else ("no" if len(runs) >= 2 else "needs 2 seeds"),
                      f"{statistics.mean(images_seen(r) for r in runs):.3g}"])  # fmt: skip
@@ -320,7 +331,7 @@ def same_training(planned: list[tuple[Step, Budget]], done: list[tuple[int, Step
     as the kept step before it with the same seed, as it must: equal training loss and error at
     every epoch. A check on both runs (determinism, resume); another CPU's kernels may round
     otherwise, and the machines are named where the curves part."""
-    runs_of = {i: {RunDir(r).recipe()["seed"]: r for r in runs} for i, _, runs in done}
+    runs_of = {i: {seed_of(r): r for r in runs} for i, _, runs in done}
     checks = []
     for i, (step, _) in enumerate(planned):
         base = kept_before(planned, i)
@@ -347,8 +358,9 @@ def same_training(planned: list[tuple[Step, Budget]], done: list[tuple[int, Step
 
 def kept_against_measured(planned: list[tuple[Step, Budget]], done: list[tuple[int, Step, list[Path]]]) -> list[str]:
     """The rule the kept column follows: a step is kept when its mean validation error is below the
-    kept step before it. A line for each step whose flag (set in ``steps()`` by hand, as each run
-    finishes) the measured errors contradict; none for a step whose comparison has not run."""
+    kept step before it (over the seeds both have run). A line for each step whose flag (set in
+    ``steps()`` by hand, as each run finishes) the measured errors contradict; none for a step whose
+    comparison has not run."""
     lines, steps_done = [], {i: step for i, step, _ in done}
     for i, (base, before, mean) in against_kept_before(planned, done).items():
         step = steps_done[i]
@@ -418,7 +430,7 @@ images; the paper trains 64k x 128 = 8.19 M). Each step adds one technique to th
 a step not kept was tried and is left out of the steps below it. The network and the test protocol
 (final weights, single centre crop) never change and nothing is chosen on the test set: the steps are
 compared on the {held_out:,} held-out validation images, and a step is kept when its mean validation error
-is below that of the kept step before it.
+is below that of the kept step before it, both over the seeds both have run.
 
 {table(planned, done)}
 {checks}
