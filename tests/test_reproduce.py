@@ -326,7 +326,8 @@ def test_a_kept_flag_the_measurements_contradict_is_stated(tmp_path):
     assert kept_against_measured(planned, [base_run, better]) == [
         f"Step {ema} (ema) is not kept, but its validation error is below step {base}'s (8.00 % against 8.10 %)."
     ]
-    # Over all seeds the base's 8.20 % would be above this step's 8.15 %; seed for seed it is below.
+    # The same seeds on both sides: plain means. A base of one seed (8.10 %) against a step of two (8.15 %
+    # over both) would make the step look worse; on the seed both ran it is better (8.00 %).
     one_seed_base = (base, planned[base][0], base_run[2][:1])
     two_seeds = (ema, planned[ema][0], [run("two-s0", 0, [12.0, 8.0]), run("two-s1", 1, [12.0, 8.3])])
     assert against_kept_before(planned, [base_run, two_seeds])[ema] == (base, 8.2, 8.15)
