@@ -199,17 +199,19 @@ def time_to_accuracy(train_rows: list[dict], results: Path) -> list[dict]:
         net = run.name.split("-")[0]
         if net not in speed or net not in PAPER or not RunDir(run).finished:
             continue
+        val = [m["val_error"] for m in metrics(run) if "val_error" in m]
+        if not val:  # trained on all the training images: no validation curve to read the target from
+            continue
         recipe, target = RunDir(run).recipe(), PAPER[net]
         # Reports share runs: each once. One name is not one run (`resnet20-s0` of two recipes).
         if (same := (run.name, recipe["name"], Path(recipe["data"]).name)) in seen:
             continue
         seen.add(same)
         reached = images_to_error(run, target)
-        best = min(m["val_error"] for m in metrics(run) if "val_error" in m)
         row = {"run": str(run.relative_to(results.parent)), "recipe": recipe["name"],
                "data": Path(recipe["data"]).name, "target val error %": target}  # fmt: skip
         if reached is None:
-            row.update({"images to target (M)": f"not reached (best {best:.2f} %)", "minutes here": "-"})
+            row.update({"images to target (M)": f"not reached (best {min(val):.2f} %)", "minutes here": "-"})
         else:
             images, _ = reached
             row.update({"images to target (M)": round(images / 1e6, 2),

@@ -56,3 +56,7 @@ def test_time_to_accuracy_comes_from_the_committed_logs(tmp_path):
     recipe = other / "recipe.toml"  # ... but another recipe's run of the same name is another run
     recipe.write_text(recipe.read_text().replace('name = "cifar-paper"', 'name = "cifar-quarter"'))
     assert [r["recipe"] for r in bench.time_to_accuracy(timed, results)] == ["cifar-quarter", "cifar-paper"]
+    # A run on all 50k (no validation split, no validation curve) is not counted, nor fails the bench.
+    all50k = ROOT / "results" / "ablation" / "runs" / "resnet20-all50k-s0"
+    shutil.copytree(all50k, results / "ablation" / "runs" / all50k.name)
+    assert len(bench.time_to_accuracy(timed, results)) == 2
