@@ -189,7 +189,7 @@ def time_to_accuracy(train_rows: list[dict], results: Path) -> list[dict]:
     images it needed to reach the paper's test error on its validation split, and what they take on
     this machine at the training speed just measured: time to accuracy from the logs, not a new run."""
     from deepres.reproduce.cifar import PAPER
-    from deepres.reproduce.runs import images_to_error, metrics
+    from deepres.reproduce.runs import images_to_error, val_errors
     from deepres.train.rundir import RunDir
 
     speed = {r["model"]: max(v for k, v in r.items() if k.startswith("deepres") and k.endswith("img/s"))
@@ -199,7 +199,7 @@ def time_to_accuracy(train_rows: list[dict], results: Path) -> list[dict]:
         net = run.name.split("-")[0]
         if net not in speed or net not in PAPER or not RunDir(run).finished:
             continue
-        val = [m["val_error"] for m in metrics(run) if "val_error" in m]
+        val = val_errors(run)
         if not val:  # trained on all the training images: no validation curve to read the target from
             continue
         recipe, target = RunDir(run).recipe(), PAPER[net]

@@ -29,6 +29,7 @@ from .runs import (
     run_dir,
     seed_runs,
     test_error,
+    val_errors,
 )
 
 NET = "resnet20"
@@ -296,8 +297,7 @@ def target_table(done: list[tuple[int, Step, list[Path]]], recipe: int, referenc
     rows = []
     for label, run in runs:
         reached = minutes_to(run, TARGET)
-        best = min(m["val_error"] for m in metrics(run) if "val_error" in m)
-        rows.append([label, *((f"not reached (best {best:.2f} %)", "-") if reached is None else
+        rows.append([label, *((f"not reached (best {min(val_errors(run)):.2f} %)", "-") if reached is None else
                               (f"{reached[0]:.3g}", f"{reached[1]:.0f}"))])  # fmt: skip
     return markdown_table(["run", f"images to {TARGET} % val error (M)", "training minutes to it"], rows)
 

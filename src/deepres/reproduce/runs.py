@@ -185,6 +185,12 @@ def median_throughput(run: Path) -> float:
     return statistics.median(rates) if rates else 0.0
 
 
+def val_errors(run: Path) -> list[float]:
+    """The run's validation error at each epoch that validated: none for a run on all the training
+    images (no validation split)."""
+    return [m["val_error"] for m in metrics(run) if "val_error" in m]
+
+
 def images_to_error(run: Path, target: float) -> tuple[float, int] | None:
     """(training images seen, epochs) when the run's validation error first reached ``target`` (%),
     from its logs; None if it never did."""
