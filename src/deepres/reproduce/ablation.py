@@ -69,12 +69,14 @@ def warmup(epochs: float) -> float:
 class Step:
     """One technique added to the kept steps before it: its recipe changes, and whether it is kept (a
     technique that did not help on the validation images stays in the table, tried, and is left out of
-    the steps after it and of the recipe found)."""
+    the steps after it and of the recipe found). ``seeds``: how many of the budget's seeds the step
+    runs (one, unless one seed could not decide it)."""
 
     tag: str
     adds: str
     changes: dict
     kept: bool = True
+    seeds: int = 1
 
 
 def steps(epochs: float) -> list[Step]:
@@ -90,8 +92,11 @@ def steps(epochs: float) -> list[Step]:
             "one-cycle lr: a linear rise to 0.2 over the first 20 %, then a linear fall to 0",
             {"schedule": "onecycle", "lr": 0.2, "warmup": warmup(epochs), "milestones": []},
         ),
-        Step("nesterov", "Nesterov momentum", {"nesterov": True}),
-        Step("smoothing", "label smoothing 0.1", {"label_smoothing": 0.1}),
+        # Seed 0, 45 epochs: Nesterov validated at 8.66 % and smoothing after it at 9.40 % (test 9.30 % and
+        # 8.85 %): one seed each contradicts smoothing's kept flag on validation and supports it on test,
+        # by less than two seeds' noise. Both steps run a second seed to decide it.
+        Step("nesterov", "Nesterov momentum", {"nesterov": True}, seeds=2),
+        Step("smoothing", "label smoothing 0.1", {"label_smoothing": 0.1}, seeds=2),
         Step("decay", "weight decay 5e-4 (the paper's 1e-4)", {"weight_decay": 5e-4}),
         Step(
             "alternating-flip",
@@ -141,14 +146,14 @@ def budget(name: str, data: str | None) -> Budget:
 
 def plan(budget_name: str, data: str | None) -> list[tuple[Step, Budget]]:
     """Each step with the budget its runs train under: its own changes and those of every kept step
-    before it, with the budget's first seed; the recipe found (``found``) as that named recipe, with
+    before it, with the budget's first seed (or first ``step.seeds``); the recipe found (``found``) as that named recipe, with
     all the budget's seeds."""
     b = budget(budget_name, data)
     kept: dict = dict(b.overrides)
     planned = []
     for step in steps(EPOCHS[budget_name]):
         changes = {**kept, **step.changes}
-        planned.append((step, dataclasses.replace(b, seeds=b.seeds[:1], overrides=tuple(changes.items()))))
+        planned.append((step, dataclasses.replace(b, seeds=b.seeds[: step.seeds], overrides=tuple(changes.items()))))
         kept = changes if step.kept else kept
     i = found(planned)
     planned[i] = (planned[i][0], as_named(dataclasses.replace(planned[i][1], seeds=b.seeds)))
@@ -375,14 +380,14 @@ def queue(budget_name: str, data: str | None) -> list[tuple[Budget, str]]:
     """The runs to train, in order, as (a budget of its seeds, its store tag): the recipe found's seeds
     one at a time (the first: does the budget reach the paper's error at all?) and the recipe found on
     all the training images at a quarter and an eighth of the paper's images (the test error the
-    recipe claims, over seeds), then every other step's one seed from the last down (what bought what,
+    recipe claims, over seeds), then every other step's seeds from the last down (what bought what,
     and what did not)."""
     planned = plan(budget_name, data)
     r = found(planned)
     recipe, recipe_tag = planned[r][1], tag(r, *planned[r])
     seeds = [(dataclasses.replace(recipe, seeds=(seed,)), recipe_tag) for seed in recipe.seeds]
     variants = [(b, v.tag) for v, b in on_all_data_variants(budget_name, recipe)]
-    others = [(planned[i][1], tag(i, *planned[i])) for i in reversed(range(len(planned))) if i != r]  # one seed each
+    others = [(planned[i][1], tag(i, *planned[i])) for i in reversed(range(len(planned))) if i != r]
     return seeds + variants + others
 
 
