@@ -226,7 +226,8 @@ def test_ablation_adds_one_technique_at_a_time(tmp_path, tiny_cifar):
     assert images(on_all_data("full", plan("full", None)[f][1], EIGHTH).resolved_recipe()) <= paper / 8
     # every step's first seed, or as many as the step asks for; the recipe found, two
     full_steps = plan("full", None)
-    assert [b.seeds for _, b in full_steps] == [(0, 1) if i == f else (0, 1)[: s.seeds] for i, (s, _) in enumerate(full_steps)]
+    seeds = [(0, 1) if i == f else (0, 1)[: step.seeds] for i, (step, _) in enumerate(full_steps)]
+    assert [b.seeds for _, b in full_steps] == seeds
     assert any(s.seeds == 2 for s, _ in full_steps)  # the steps one seed could not decide
     net = sum(p.numel() for p in create_model("resnet20").parameters())
     assert all(sum(p.numel() for p in create_model("resnet20", **r.model_options).parameters()) == net for r in full)

@@ -146,8 +146,8 @@ def budget(name: str, data: str | None) -> Budget:
 
 def plan(budget_name: str, data: str | None) -> list[tuple[Step, Budget]]:
     """Each step with the budget its runs train under: its own changes and those of every kept step
-    before it, with the budget's first seed (or first ``step.seeds``); the recipe found (``found``) as that named recipe, with
-    all the budget's seeds."""
+    before it, with the budget's first seed (or its first ``step.seeds``); the recipe found (``found``)
+    as that named recipe, with all the budget's seeds."""
     b = budget(budget_name, data)
     kept: dict = dict(b.overrides)
     planned = []
