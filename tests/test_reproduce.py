@@ -169,7 +169,18 @@ def test_ablation_adds_one_technique_at_a_time(tmp_path, tiny_cifar):
     the recipe fields of the technique it adds; the network never changes; the table reads the final
     validation error of each run. The full budget stays within a quarter of the paper's images."""
     from deepres.models import create_model
-    from deepres.reproduce.ablation import EIGHTH, EPOCHS, RECIPE, found, kept_before, on_all_data, plan, tag
+    from deepres.reproduce.ablation import (
+        EIGHTH,
+        EPOCHS,
+        RECIPE,
+        found,
+        kept_before,
+        left_out,
+        on_all_data,
+        plan,
+        tag,
+        without_tag,
+    )
     from deepres.reproduce.runs import HOW_FIELDS, run_dir
 
     store, out = tmp_path / "runs", tmp_path / "results"
@@ -200,6 +211,13 @@ def test_ablation_adds_one_technique_at_a_time(tmp_path, tiny_cifar):
     assert all(b.recipe != RECIPE for i, (_, b) in enumerate(steps) if i != f)
     assert (run_dir(store, steps[f][1], "resnet20", 0) / "test.json").is_file()
     assert run_dir(store, steps[f][1], "resnet20", 0).name == "resnet20-s0"
+    # the recipe found without a step marked leave_one_out: only that step's fields go back
+    for i, b in left_out(steps):
+        without = folder / "runs" / run_dir(store, b, "resnet20", 0, without_tag(i, steps[i][0])).name
+        logged = tomllib.loads((without / "recipe.toml").read_text())
+        assert {k for k in logged if logged[k] != recipes[f][k]} - HOW_FIELDS == set(steps[i][0].changes)
+        val = json.loads((without / "metrics.jsonl").read_text().splitlines()[-1])["val_error"]
+        assert f"| {i}. {steps[i][0].tag} | {val:.2f} | {val:.2f} |" in report
     # the recipe found, also on all the training images: only the split and the epochs change
     whole = tomllib.loads((folder / "runs" / "resnet20-all50k-s0" / "recipe.toml").read_text())
     assert {k for k in whole if whole[k] != recipes[f][k]} <= {"val_split", "epochs", "warmup"}
@@ -340,6 +358,49 @@ def test_a_kept_flag_the_measurements_contradict_is_stated(tmp_path):
     assert kept_against_measured(planned, [worse]) == []  # the step before has not run: nothing to say
     committed = (ROOT / "results" / "ablation" / "report.md").read_text()
     assert "is kept, but" not in committed and "is not kept, but" not in committed
+
+
+def test_a_step_left_out_of_the_recipe_found_is_decided_by_that(tmp_path):
+    """A step kept before the steps it is compared with had run (the later steps built on it) is also
+    trained as the recipe found without it: only that step's changes go back to the kept step before
+    it, with every seed of the recipe found, queued after the recipe found's own runs; and the flag
+    follows that comparison, the report saying where it overrules the stepwise one."""
+    from deepres.reproduce.ablation import found, kept_against_measured, kept_before, left_out, plan, queue, without_tag
+
+    planned = plan("full", None)
+    r = found(planned)
+    (i, b), *_ = left_out(planned)
+    step, base = planned[i][0], kept_before(planned, i)
+    assert step.kept and step.leave_one_out and b.seeds == planned[r][1].seeds == (0, 1)
+    with_it, without_it = planned[r][1].resolved_recipe().to_dict(), b.resolved_recipe().to_dict()
+    assert {k for k in with_it if with_it[k] != without_it[k]} == set(step.changes)
+    assert all(without_it[k] == getattr(planned[base][1].resolved_recipe(), k) for k in step.changes)
+    tags = [t for _, t in queue("full", None)]
+    assert tags.index(without_tag(i, step)) == 4  # after the recipe found's seeds and its all-50k runs
+
+    def run(name: str, seed: int, val_error: float):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "recipe.toml").write_text(f"seed = {seed}\n")
+        (tmp_path / name / "metrics.jsonl").write_text(json.dumps({"epoch": 1, "val_error": val_error}) + "\n")
+        return tmp_path / name
+
+    done = [(base, planned[base][0], [run("b0", 0, 8.6), run("b1", 1, 8.7)]),
+            (i, step, [run("s0", 0, 9.4), run("s1", 1, 8.8)]),
+            (r, planned[r][0], [run("f0", 0, 8.0), run("f1", 1, 8.5)])]  # fmt: skip
+    stepwise = f"Step {i} ({step.tag}) is kept, but its validation error is not below step {base}'s "
+    stepwise += "(9.10 % against 8.65 %)."
+    assert kept_against_measured(planned, done) == [stepwise]
+    helps = {i: [run("w0", 0, 8.6), run("w1", 1, 8.7)]}
+    assert kept_against_measured(planned, done, helps) == [
+        f"Step {i} ({step.tag}): its validation error is not below step {base}'s (9.10 % against 8.65 %), but the "
+        "recipe found validates at 8.25 % with it and 8.65 % without it (seed(s) 0, 1): kept on that."
+    ]
+    does_not = {i: [run("x0", 0, 7.9)]}  # paired: seed 0 only, 8.00 % with it
+    assert kept_against_measured(planned, done, does_not) == [
+        f"Step {i} ({step.tag}) is kept, but the recipe found validates at 8.00 % with it and 7.90 % without it "
+        "(seed(s) 0)."
+    ]
+    assert kept_against_measured(planned, done, {i: [run("y2", 2, 7.0)]}) == [stepwise]  # no shared seed
 
 
 def test_the_ablations_last_step_must_be_the_named_recipe(monkeypatch):
