@@ -401,6 +401,9 @@ def test_a_step_left_out_of_the_recipe_found_is_decided_by_that(tmp_path):
         "(seed(s) 0)."
     ]
     assert kept_against_measured(planned, done, {i: [run("y2", 2, 7.0)]}) == [stepwise]  # no shared seed
+    # the step before has not run: the leave-one-out alone decides, and says so where it contradicts
+    assert kept_against_measured(planned, done[1:], helps) == []
+    assert kept_against_measured(planned, done[1:], does_not) == kept_against_measured(planned, done, does_not)
 
 
 def test_the_ablations_last_step_must_be_the_named_recipe(monkeypatch):

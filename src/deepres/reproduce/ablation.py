@@ -426,24 +426,25 @@ def kept_against_measured(
     overrules its stepwise comparison; none for a step whose comparison has not run."""
     lines, steps_done = [], {i: step for i, step, _ in done}
     found_runs = next((runs for i, _, runs in done if i == found(planned)), [])
-    overruled = against_left_out(found_runs, without or {})
-    for i, (base, before, mean) in against_kept_before(planned, done).items():
-        step = steps_done[i]
-        stepwise = f"{mean:.2f} % against {before:.2f} %"
+    overruled, compared = against_left_out(found_runs, without or {}), against_kept_before(planned, done)
+    for i in sorted(set(overruled) | set(compared)):
+        step = steps_done.get(i, planned[i][0])
+        flag, stepwise = "kept" if step.kept else "not kept", None
+        if i in compared:
+            base, before, mean = compared[i]
+            if (mean < before) != step.kept:
+                below = "not below" if step.kept else "below"
+                stepwise = f"its validation error is {below} step {base}'s ({mean:.2f} % against {before:.2f} %)"
         if i in overruled:
             with_it, without_it, seeds = overruled[i]
             left = (f"the recipe found validates at {with_it:.2f} % with it and {without_it:.2f} % without it "
                     f"(seed(s) {', '.join(map(str, seeds))})")  # fmt: skip
             if (with_it < without_it) != step.kept:
-                verdict = "kept, but" if step.kept else "not kept, but"
-                lines.append(f"Step {i} ({step.tag}) is {verdict} {left}.")
-            elif (mean < before) != step.kept:
-                flag = "kept" if step.kept else "not kept"
-                lines.append(f"Step {i} ({step.tag}): its validation error is {'not ' if step.kept else ''}below "
-                             f"step {base}'s ({stepwise}), but {left}: {flag} on that.")  # fmt: skip
-        elif (mean < before) != step.kept:
-            verdict = "kept, but its validation error is not" if step.kept else "not kept, but its validation error is"
-            lines.append(f"Step {i} ({step.tag}) is {verdict} below step {base}'s ({stepwise}).")
+                lines.append(f"Step {i} ({step.tag}) is {flag}, but {left}.")
+            elif stepwise:
+                lines.append(f"Step {i} ({step.tag}): {stepwise}, but {left}: {flag} on that.")
+        elif stepwise:
+            lines.append(f"Step {i} ({step.tag}) is {flag}, but {stepwise}.")
     return lines
 
 
