@@ -487,8 +487,8 @@ def make(q: Request) -> Report:
     for variant, b in on_all_data_variants(q.budget, recipe_budget):
         on_all[variant.tag], absent = seed_runs(folder, q.store, b, NET, variant.tag, train=False)
         missing.extend(f"{variant.tag} seed {seed}" for seed in absent)
-    without = {}
-    for i, b in left_out(planned):
+    without, leaving = {}, left_out(planned)
+    for i, b in leaving:
         runs, absent = seed_runs(folder, q.store, b, NET, without_tag(i, planned[i][0]), train=False)
         missing.extend(f"the recipe found without {i}. {planned[i][0].tag} seed {seed}" for seed in absent)
         if runs:
@@ -509,7 +509,7 @@ def make(q: Request) -> Report:
         f"\n{line}\n" for line in kept_against_measured(planned, done, without) + same_training(planned, done)
     )  # a blank line around each
     leave_one_out = ""
-    if left_out(planned):
+    if leaving:
         leave_one_out = f"""
 Where a step was kept before the step it is compared with had run, and the steps below were built on
 it, the recipe found is also trained without it (the rest unchanged, with the recipe found's seeds),
