@@ -13,10 +13,11 @@ from .experiment import Experiment, Report, Request
 from .report import compare, data_note, markdown_table, recipe_note, small_note
 from .runs import (
     Budget,
-    compute_minutes,
     full,
+    machine,
     median_throughput,
     metrics,
+    minutes_per_run,
     seed_runs,
     small,
     test_error,
@@ -126,11 +127,11 @@ def table(runs: dict[str, list[Path]]) -> str:
         net = complexity(name)
         rows.append([name, net.weight_layers, f"{net.params_m:.2f}", mean_std(errors), paper_cell(name),
                      "-" if paper is None else f"{ours - paper:+.2f}", within(ours, name), two_places(aka), len(rs),
-                     f"{sum(compute_minutes(r) for r in rs):.1f}",
-                     f"{statistics.median(median_throughput(r) for r in rs):.0f}"])  # fmt: skip
+                     minutes_per_run(rs),
+                     f"{statistics.median(median_throughput(r) for r in rs):.0f}", machine(rs)])  # fmt: skip
     header = ["net", "layers", "params (M)", "ours: test error % (mean +- std over seeds)", "paper",
               "ours - paper (its mean where given)", f"within {TOLERANCE}", "akamaster (test-selected)", "seeds",
-              "train minutes (median epoch x epochs)", "median img/s"]  # fmt: skip
+              "train minutes per run (median epoch x epochs)", "median img/s", "CPU (most steps)"]  # fmt: skip
     return markdown_table(header, rows)
 
 
@@ -147,8 +148,9 @@ best-epoch-on-test numbers). The paper trains 64k iterations of 128 (8.19 M imag
 
 {data_note(b.data)}
 
-Compute is of the machine as it was: a run that shared its cores with another job for most of its
-epochs shows a low img/s for its net, and its minutes overstate what the net costs alone.
+Compute is of the machine as it was (the CPU kind that trained most of each run's steps, from its
+`env.json`): a run that shared its cores with another job for most of its epochs shows a low img/s
+for its net, and its minutes overstate what the net costs alone.
 
 {table(runs)}
 
@@ -192,9 +194,9 @@ def make_degradation(q: Request) -> Report:
     )  # fmt: skip
     ends = markdown_table(
         ["net", "final training error %", "final val error %", "test error %", "epochs",
-         "train minutes (median epoch x epochs)"],
+         "train minutes per run (median epoch x epochs)"],
         [[n, final(runs[n], "train_error"), final(runs[n], "val_error"), mean_std([test_error(r) for r in runs[n]]),
-          len(metrics(runs[n][0])), f"{sum(compute_minutes(r) for r in runs[n]):.1f}"]
+          len(metrics(runs[n][0])), minutes_per_run(runs[n])]
          for n in plain + residual if n in runs],
     )  # fmt: skip
     seeds = seeds_note(b, plain + residual)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import shutil
 import statistics
 import tomllib
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -176,6 +177,27 @@ def compute_minutes(run: Path) -> float:
     clock, it does not count a pause (SIGSTOP, a session boundary) or an epoch that shared the cores."""
     seconds = [m["seconds"] for m in metrics(run)]
     return statistics.median(seconds) * len(seconds) / 60 if seconds else 0.0
+
+
+def minutes_per_run(runs: list[Path]) -> str:
+    """The compute of one run of a net (the mean over its seeds), so a net trained with two seeds does
+    not look twice as costly as one trained with one."""
+    return f"{statistics.mean(compute_minutes(r) for r in runs):.1f}"
+
+
+def machine(runs: list[Path]) -> str:
+    """The CPU kind (AVX2, AVX512, ...) that trained most of the steps of each run, from its env.json
+    segments: a run's minutes and img/s are of that machine, and runs resumed elsewhere mix them."""
+    kinds = []
+    for run in runs:
+        segments = RunDir(run).env().get("segments", [])
+        done = metrics(run)
+        ends = [s["step"] for s in segments[1:]] + [done[-1]["step"] if done else 0] if segments else []
+        steps: Counter[str] = Counter()
+        for segment, end in zip(segments, ends, strict=True):
+            steps[segment.get("cpu_capability", "?")] += max(end - segment["step"], 0)
+        kinds.append(steps.most_common(1)[0][0] if steps else "?")
+    return ", ".join(dict.fromkeys(kinds))
 
 
 def median_throughput(run: Path) -> float:
