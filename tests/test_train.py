@@ -266,3 +266,34 @@ def test_a_trainer_built_in_process_from_its_parts_trains_as_deepres_train_does(
     x, y = next(iter(trainer.loader.epoch(0)))
     losses = [trainer.train_step(x, y, 0)[0][1].item() / len(y) for _ in range(8)]
     assert losses[-1] < losses[0]
+
+
+def test_fig6_axis_ends_at_the_papers_20_percent_unless_a_curve_ends_above(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from deepres.analysis.curves import plot_runs
+
+    def run(name: str, errors: list[float]) -> str:
+        folder = tmp_path / name
+        folder.mkdir()
+        rows = [
+            {"epoch": i + 1, "step": 100 * (i + 1), "train_error": e, "val_error": e + 1} for i, e in enumerate(errors)
+        ]
+        (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        return str(folder)
+
+    long_run = run("long", [90.0, 40.0, 20.0, 12.0, 9.0, 7.0, 6.0, 5.0, 4.5, 4.0, 3.8, 3.5])
+    short_run = run("short", [90.0, 70.0])
+    fig, ax = plt.subplots()
+    plot_runs([long_run], tmp_path / "unused.png", ax=ax, y_top=20.0)
+    assert ax.get_ylim() == (0, 20.0)  # the first epochs run off the axis, as in the paper's figure
+    ax.clear()
+    plot_runs([long_run, short_run], tmp_path / "unused.png", ax=ax, y_top=20.0)
+    assert ax.get_ylim()[1] == pytest.approx(71.0 * 1.15)  # a short run's end stays on the axis
+    ax.clear()
+    plot_runs([long_run], tmp_path / "unused.png", ax=ax)
+    assert ax.get_ylim()[1] == 100  # no y_top: every validation point fits (the first is 91 %)
+    plt.close(fig)

@@ -41,9 +41,11 @@ def plot_runs(
     x: str = "iterations",
     ax=None,
     colors: list[str] | None = None,
+    y_top: float | None = None,
 ) -> Path:
     """Write a PNG of the runs' error curves; returns its path. ``colors``, one per run, default to
-    matplotlib's cycle."""
+    matplotlib's cycle. ``y_top``: the y axis ends there (the paper's figures: 20 %), clipping the early
+    epochs, or higher where a curve ends above it (a short run)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -55,7 +57,7 @@ def plot_runs(
     if own_figure:
         fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
     cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    top = 0.0
+    top = end = 0.0
     for i, run in enumerate(runs):
         rows = read_metrics(run)
         label = labels[i] if labels else run_label(run)
@@ -72,9 +74,10 @@ def plot_runs(
         else:
             ax.plot([], [], "-", color=color, linewidth=2.2, label=label)
         top = max(top, max(train[len(train) // 10 :], default=0), max((h[1] for h in held), default=0))
+        end = max(end, train[-1] if train else 0, held[-1][1] if held else 0)
     ax.set_xlabel("iter. (1e4)" if x == "iterations" else "epoch")
     ax.set_ylabel("error (%)")
-    ax.set_ylim(0, min(100, max(5.0, top * 1.15)))
+    ax.set_ylim(0, min(100, max(5.0, top * 1.15) if y_top is None else max(y_top, end * 1.15)))
     ax.set_xlim(left=0)  # training starts at 0 (and a one-point run gets a readable axis)
     ax.grid(alpha=0.3)
     if runs:
@@ -102,11 +105,12 @@ class Panel:
 
 def plot_panels(
     panels: list[Panel], out: str | os.PathLike, shared_y: bool = False, marks: tuple[float, ...] = (),
-    width: float = 5.5, height: float = 4.2,
+    width: float = 5.5, height: float = 4.2, y_top: float | None = None,
 ) -> Path:  # fmt: skip
     """Write a PNG of ``plot_runs`` panels side by side (``width`` x ``height`` inches each); returns
     its path. ``shared_y``: one y range that fits every panel (a shared axis would otherwise keep the
-    last panel's); ``marks``: x positions drawn as dotted verticals (say the lr drops)."""
+    last panel's); ``marks``: x positions drawn as dotted verticals (say the lr drops); ``y_top``: as
+    ``plot_runs``."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -116,7 +120,7 @@ def plot_panels(
                              squeeze=False)  # fmt: skip
     top = 0.0
     for ax, panel in zip(axes[0], panels, strict=True):
-        plot_runs(panel.runs, out, labels=panel.labels, title=panel.title, ax=ax, colors=panel.colors)
+        plot_runs(panel.runs, out, labels=panel.labels, title=panel.title, ax=ax, colors=panel.colors, y_top=y_top)
         for x in marks:
             ax.axvline(x, color="grey", linestyle=":", linewidth=0.8)
         top = max(top, ax.get_ylim()[1])  # read now: a shared axis keeps only the last panel's range

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..analysis.complexity import complexity
 from ..train.rundir import RunDir
-from .cifar import AKAMASTER, PAPER, TOLERANCE, final_train_error, mean_std, two_places
+from .cifar import AKAMASTER, FIG6_TOP, PAPER, TOLERANCE, final_train_error, mean_std, two_places
 from .experiment import Experiment, Report, Request
 from .report import compare, data_note, markdown_table, small_note
 from .runs import Budget, compute_minutes, median_throughput, metrics, seed_runs, test_error
@@ -117,7 +117,7 @@ def figure(folder: Path, done: list[tuple[Planned, list[Path]]], milestones: lis
         panel = [(p, r) for p, r in shown if p.net.startswith("resnet") == residual]
         panels.append(Panel(title, [str(r) for _, r in panel], [p.net for p, _ in panel],
                             [color[p.net] for p, _ in panel]))  # fmt: skip
-    plot_panels(panels, folder / "fig6.png", shared_y=True, marks=tuple(m / 1e4 for m in milestones))
+    plot_panels(panels, folder / "fig6.png", shared_y=True, marks=tuple(m / 1e4 for m in milestones), y_top=FIG6_TOP)
 
 
 def make(q: Request) -> Report:
@@ -149,7 +149,8 @@ reports then trained on all 50k; ours train on the training set less {recipe.val
 ![Fig. 6 at the paper's schedule](fig6.png)
 
 Thin dashed: training error (running, on augmented batches); bold: validation error on the held-out
-images; dotted: the lr drops. Each net's first seed. The paper's Fig. 6 plots test error.
+images; dotted: the lr drops. Each net's first seed. The paper's Fig. 6 plots test error. The y axis ends
+at {FIG6_TOP:.0f} %, as the paper's does: the first iterations run off it.
 
 Paper: He et al. 2015, Table 6 (ResNet-110's 6.43 is its best of 5 runs; mean 6.61 +- 0.16).
 akamaster: github.com/akamaster/pytorch_resnet_cifar10 (best epoch picked on the test set, an
