@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..analysis.complexity import complexity
-from .cifar import budget_for
+from .cifar import FIG6_TOP, budget_for
 from .experiment import Experiment, Report, Request
 from .report import data_note, markdown_table, small_note
 from .runs import Budget, compute_minutes, copy_logs, finished_run, report_logs, test_error
@@ -81,7 +81,7 @@ def figure(path: Path, curves: Curves) -> bool:
     panels = [Panel(name, [str(run) for run, _ in runs.values()],
                     [f"{option}: test {error:.2f} %" for option, (_, error) in runs.items()])
               for name, runs in curves.items()]  # fmt: skip
-    plot_panels(panels, path, width=4.6, height=4.0)
+    plot_panels(panels, path, width=4.6, height=4.0, y_top=FIG6_TOP)
     return True
 
 
@@ -106,7 +106,8 @@ FIGURE_TEXT = f"""
 ![Training curves per shortcut option]({FIGURE})
 
 One panel per net, one colour per option: thin dashed, training error (running, on augmented
-batches); bold, validation error on the held-out images; each option's test error in the legend.
+batches); bold, validation error on the held-out images; each option's test error in the legend. The
+y axis ends at {FIG6_TOP:.0f} % (as Fig. 6's), where the options differ; the first epochs run off it.
 """
 
 HEADER = ["net", "shortcut", "params (M)", "mult-adds (M)", "ours: test error %", "vs A",
