@@ -192,7 +192,7 @@ def machine(runs: list[Path]) -> str:
     for run in runs:
         segments = RunDir(run).env().get("segments", [])
         done = metrics(run)
-        ends = [s["step"] for s in segments[1:]] + [done[-1]["step"] if done else 0] if segments else []
+        ends = [s["step"] for s in segments[1:]] + [done[-1].get("step", 0) if done else 0] if segments else []
         steps: Counter[str] = Counter()
         for segment, end in zip(segments, ends, strict=True):
             steps[segment.get("cpu_capability", "?")] += max(end - segment["step"], 0)
