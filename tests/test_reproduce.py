@@ -484,19 +484,19 @@ def test_a_net_costs_one_run_and_names_the_machine_that_trained_most_of_it(tmp_p
 
     runs = []
     for seed, (seconds, segments) in enumerate([
-        (60.0, [(0, "AVX2"), (300, "AVX512")]),  # resumed on another machine for its last 100 steps
-        (120.0, [(0, "AVX2"), (100, "AVX512")]),  # and this one for its last 300
+        (60.0, [(0, "AVX2", "fp32"), (300, "AVX512", "bf16")]),  # resumed elsewhere for its last 100 steps
+        (120.0, [(0, "AVX2", "fp32"), (100, "AVX512", "bf16")]),  # and this one for its last 300
     ]):  # fmt: skip
         run = tmp_path / f"resnet20-s{seed}"
         run.mkdir()
         rows = [{"epoch": e, "step": 100 * e, "seconds": seconds} for e in range(1, 5)]
         (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-        segs = [{"step": step, "cpu_capability": kind} for step, kind in segments]
+        segs = [{"step": step, "cpu_capability": kind, "precision": precision} for step, kind, precision in segments]
         (run / "env.json").write_text(json.dumps({"segments": segs}))
         runs.append(run)
     assert minutes_per_run(runs) == "6.0"  # the mean of 4 and 8 minutes, not their sum
-    assert machine(runs[:1]) == "AVX2" and machine(runs[1:]) == "AVX512"
-    assert machine(runs) == "AVX2, AVX512"
+    assert machine(runs[:1]) == "AVX2 fp32" and machine(runs[1:]) == "AVX512 bf16"
+    assert machine(runs) == "AVX2 fp32, AVX512 bf16"
 
 
 @pytest.mark.parametrize("experiment", ["cifar", "degradation", "responses", "shortcuts", "paper-schedule", "ablation"])

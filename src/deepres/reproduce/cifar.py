@@ -133,7 +133,8 @@ def table(runs: dict[str, list[Path]]) -> str:
                      f"{statistics.median(median_throughput(r) for r in rs):.0f}", machine(rs)])  # fmt: skip
     header = ["net", "layers", "params (M)", "ours: test error % (mean +- std over seeds)", "paper",
               "ours - paper (its mean where given)", f"within {TOLERANCE}", "akamaster (test-selected)", "seeds",
-              "train minutes per run (median epoch x epochs)", "median img/s", "CPU (most steps)"]  # fmt: skip
+              "train minutes per run (median epoch x epochs)", "median img/s",
+              "CPU, precision (most steps)"]  # fmt: skip
     return markdown_table(header, rows)
 
 

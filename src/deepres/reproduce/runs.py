@@ -186,8 +186,9 @@ def minutes_per_run(runs: list[Path]) -> str:
 
 
 def machine(runs: list[Path]) -> str:
-    """The CPU kind (AVX2, AVX512, ...) that trained most of the steps of each run, from its env.json
-    segments: a run's minutes and img/s are of that machine, and runs resumed elsewhere mix them."""
+    """The CPU kind and precision ("AVX512 bf16", ...) that trained most of the steps of each run, from
+    its env.json segments: a run's minutes and img/s are of that machine, and runs resumed elsewhere
+    mix them."""
     kinds = []
     for run in runs:
         segments = RunDir(run).env().get("segments", [])
@@ -195,7 +196,8 @@ def machine(runs: list[Path]) -> str:
         ends = [s["step"] for s in segments[1:]] + [done[-1].get("step", 0) if done else 0] if segments else []
         steps: Counter[str] = Counter()
         for segment, end in zip(segments, ends, strict=True):
-            steps[segment.get("cpu_capability", "?")] += max(end - segment["step"], 0)
+            kind = " ".join(filter(None, [segment.get("cpu_capability", "?"), segment.get("precision")]))
+            steps[kind] += max(end - segment["step"], 0)
         kinds.append(steps.most_common(1)[0][0] if steps else "?")
     return ", ".join(dict.fromkeys(kinds))
 
