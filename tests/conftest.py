@@ -202,6 +202,23 @@ def train_cmd(data, out, *extra):
     return [sys.executable, "-m", "deepres.cli", "train", *TINY, "--data", str(data), "--out", str(out), *extra]
 
 
+# Python that makes every training step of `deepres train` sleep first: the numbers are the same, but
+# a signal sent when an epoch has been logged lands in the next epoch however fast the machine is
+# (a tiny bf16 run on a native-bf16 CPU otherwise finished before the signal arrived).
+PACE_STEPS = ("import time; from deepres.train.trainer import Trainer as T; step = T.train_step; "
+              "T.train_step = lambda self, *a: (time.sleep(0.2), step(self, *a))[1]")  # fmt: skip
+
+
+def python_cli(*prelude):
+    """The `deepres` command in a Python that first runs `prelude` (statements that patch it)."""
+    run = "import sys; from deepres.cli import main; sys.exit(main(sys.argv[1:]))"
+    return [sys.executable, "-c", "; ".join([*prelude, run])]
+
+
+def paced_train_cmd(data, out, *extra):
+    return [*python_cli(PACE_STEPS), *train_cmd(data, out, *extra)[3:]]
+
+
 def final_weights(run):
     from deepres.train.checkpoint import load_checkpoint
 

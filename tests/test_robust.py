@@ -11,7 +11,18 @@ import time
 import pytest
 import torch
 
-from conftest import TINY, assert_same_run, cli, final_weights, missing, train_cmd, wait_for
+from conftest import (
+    PACE_STEPS,
+    TINY,
+    assert_same_run,
+    cli,
+    final_weights,
+    missing,
+    paced_train_cmd,
+    python_cli,
+    train_cmd,
+    wait_for,
+)
 from deepres.train.checkpoint import load_checkpoint
 
 # Per precision: the data, extra flags and the steps an epoch then has. bf16 is emulated (about 10x
@@ -33,11 +44,10 @@ def reference_runs(micro_cifar, tiny_run, tmp_path_factory):
 def test_signal_stops_at_a_step_checkpoints_and_resumes_exactly(request, reference_runs, tmp_path, precision, sig):
     data, extra, steps = SETTINGS[precision]
     out = tmp_path / "run"
-    cmd = train_cmd(request.getfixturevalue(data), out, *extra, "--precision", precision)
+    cmd = paced_train_cmd(request.getfixturevalue(data), out, *extra, "--precision", precision)
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    # Stop it in the middle of its second epoch.
+    # Stop it in its second epoch: the first is logged, and every step of the second sleeps first.
     wait_for(lambda: (out / "metrics.jsonl").is_file() and (out / "metrics.jsonl").read_text().count("\n") >= 1)
-    time.sleep(0.3)
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 128 + sig, err
@@ -77,10 +87,10 @@ def test_a_run_with_weight_averaging_resumes_exactly(tiny_cifar, tmp_path):
     assert_same_run(tmp_path / "whole", tmp_path / "stopped")  # raw weights, val errors (of the EMA), test
 
 
-def on_machine(bf16_native: bool) -> list[str]:
+def on_machine(bf16_native: bool, paced: bool = False) -> list[str]:
     """`deepres` as run on a CPU with (or without) native bf16, whatever this one has."""
-    fake = f"import sys, deepres.hardware as h; h.cpu_has_fast_bf16 = lambda: {bf16_native}"
-    return [sys.executable, "-c", f"{fake}; from deepres.cli import main; sys.exit(main(sys.argv[1:]))"]
+    fake = f"import deepres.hardware as h; h.cpu_has_fast_bf16 = lambda: {bf16_native}"
+    return python_cli(fake, *[PACE_STEPS] * paced)
 
 
 def test_resume_on_another_machine_resolves_auto_precision_again(micro_cifar, tmp_path):
@@ -88,7 +98,8 @@ def test_resume_on_another_machine_resolves_auto_precision_again(micro_cifar, tm
     (emulated bf16 would crawl), and the run records which precision each segment and epoch used."""
     out = tmp_path / "run"
     # bf16 is emulated here unless the CPU has it: the bf16 settings' few images keep it short.
-    cmd = [*on_machine(True), "train", *TINY, *SETTINGS["bf16"][1], "--data", str(micro_cifar), "--out", str(out)]
+    cmd = [*on_machine(True, paced=True), "train", *TINY, *SETTINGS["bf16"][1], "--data", micro_cifar, "--out", out]
+    cmd = [str(c) for c in cmd]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     wait_for(lambda: (out / "metrics.jsonl").is_file() and (out / "metrics.jsonl").read_text().count("\n") >= 1)
     proc.send_signal(signal.SIGINT)
