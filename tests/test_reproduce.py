@@ -251,6 +251,48 @@ def test_ablation_adds_one_technique_at_a_time(tmp_path, tiny_cifar):
     assert all(sum(p.numel() for p in create_model("resnet20", **r.model_options).parameters()) == net for r in full)
 
 
+def test_depth_compares_each_candidate_with_the_recipes_run(tmp_path, tiny_cifar):
+    """Small budget on the 640-image slice: each candidate's ResNet-32 run differs from the recipe's in
+    exactly the fields it changes; the table reads both runs' final validation errors."""
+    from deepres.reproduce.depth import CANDIDATES, NET
+    from deepres.reproduce.runs import HOW_FIELDS
+
+    store, out = tmp_path / "runs", tmp_path / "results"
+    done = cli("reproduce", "depth", "--data", tiny_cifar, "--out", out, "--runs", store, timeout=900)
+    assert done.returncode == 0, done.stderr[-2000:]
+    folder = out / "depth"
+    report = (folder / "report.md").read_text()
+    assert (folder / "depth.png").read_bytes()[:4] == b"\x89PNG" and "Partial report" not in report
+    base = folder / "runs" / f"{NET}-s0"
+    recipe = tomllib.loads((base / "recipe.toml").read_text())
+    val = json.loads((base / "metrics.jsonl").read_text().splitlines()[-1])["val_error"]
+    assert recipe["model"] == NET and f"| the recipe as it is | {val:.2f} | - |" in report
+    for c in CANDIDATES:
+        run = folder / "runs" / f"{NET}-{c.tag}-s0"
+        logged = tomllib.loads((run / "recipe.toml").read_text())
+        assert {k for k in logged if logged[k] != recipe[k]} - HOW_FIELDS == set(c.changes)
+        mine = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])["val_error"]
+        assert f"| {c.tag} | {c.says} | {mine:.2f} | {mine - val:+.2f} |" in report
+    assert "Adopted for the nets deeper" in report or "No candidate validates" in report
+
+
+def test_depth_adopts_a_candidate_only_by_the_margin(tmp_path):
+    from deepres.reproduce.depth import CANDIDATES, MARGIN, adopted
+
+    def run(name, val):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "metrics.jsonl").write_text(json.dumps({"epoch": 1, "val_error": val}) + "\n")
+        return tmp_path / name
+
+    base = run("base", 8.0)
+    first, second = (c.tag for c in CANDIDATES)
+    assert adopted(base, {first: run("a", 7.9)}) == ("", "No decision yet: a run has not finished.")
+    near = {first: run("b", 8.0 - MARGIN + 0.01), second: run("c", 8.4)}
+    assert adopted(base, near)[0] == "" and "the recipe stays as it is for every depth" in adopted(base, near)[1]
+    far = {first: run("d", 8.0 - MARGIN - 0.01), second: run("e", 8.0 - MARGIN - 0.2)}
+    assert adopted(base, far)[0] == second
+
+
 def test_a_step_not_kept_is_left_out_of_the_steps_after_it(monkeypatch):
     """A technique that did not help is tried (its own run adds it to the kept steps before it) and
     then left out: the steps after it and the recipe found (the last kept step) do not have it."""
@@ -499,7 +541,9 @@ def test_a_net_costs_one_run_and_names_the_machine_that_trained_most_of_it(tmp_p
     assert machine(runs) == "AVX2 fp32, AVX512 bf16"
 
 
-@pytest.mark.parametrize("experiment", ["cifar", "degradation", "responses", "shortcuts", "paper-schedule", "ablation"])
+@pytest.mark.parametrize(
+    "experiment", ["cifar", "degradation", "responses", "shortcuts", "paper-schedule", "ablation", "depth"]
+)
 def test_committed_reports_are_remade_from_their_logs(tmp_path, experiment):
     """The committed full-budget reports rest on the logs committed beside them: with an empty run
     store (no checkpoints at all), `--no-train` remakes each report word for word (the ablation's

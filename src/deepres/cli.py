@@ -385,7 +385,7 @@ def build_parser() -> argparse.ArgumentParser:
     # Named here, not imported from deepres.reproduce: the command line starts without torch (a test
     # checks that these are the experiments there are).
     p.add_argument(
-        "experiment", help="complexity, cifar, degradation, shortcuts, responses, paper-schedule or ablation"
+        "experiment", help="complexity, cifar, degradation, shortcuts, responses, paper-schedule, ablation or depth"
     )
     p.add_argument(
         "--budget", choices=["small", "full"], default="small", help="small: minutes (CI); full: the reports"

@@ -8,14 +8,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import DeepresError
-from . import ablation, cifar, complexity, paper_schedule, responses, shortcuts
+from . import ablation, cifar, complexity, depth, paper_schedule, responses, shortcuts
 from .experiment import Experiment, Request
 
 BUDGETS = ("small", "full")
 EXPERIMENTS: dict[str, Experiment] = {
     e.name: e
     for e in (complexity.EXPERIMENT, cifar.CIFAR, cifar.DEGRADATION, shortcuts.EXPERIMENT, responses.EXPERIMENT,
-              paper_schedule.EXPERIMENT, ablation.EXPERIMENT)
+              paper_schedule.EXPERIMENT, ablation.EXPERIMENT, depth.EXPERIMENT)
 }  # fmt: skip
 
 
