@@ -5,11 +5,10 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 
 import pytest
 
-from conftest import TINY, assert_same_run, cli, wait_for
+from conftest import PACE_STEPS, TINY, assert_same_run, cli, python_cli, wait_for
 from deepres.train.checkpoint import load_checkpoint
 
 SHORT = [*TINY, "--precision", "fp32", "--sync-bn", "true", "--lr", "0.02"]
@@ -21,10 +20,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def torchrun(*args, nproc=2):
+def torchrun(*args, nproc=2, script=None):
+    """`deepres` under torchrun, or ``script`` (a Python file that runs it) in its place."""
     launcher = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", str(nproc)]
     rendezvous = ["--master_addr", "127.0.0.1", "--master_port", str(free_port())]
-    return [*launcher, *rendezvous, "-m", "deepres.cli", *map(str, args)]
+    entry = [str(script)] if script else ["-m", "deepres.cli"]
+    return [*launcher, *rendezvous, *entry, *map(str, args)]
 
 
 def weight_gap(a, b):
@@ -74,11 +75,11 @@ def test_two_processes_train_like_one_over_epochs(tiny_cifar, two_process_run, t
 
 
 def test_distributed_run_resumes_exactly(tiny_cifar, two_process_run, tmp_path):  # noqa: F811
-    out = tmp_path / "run"
-    cmd = torchrun("train", *SHORT, "--data", tiny_cifar, "--out", out)
+    out, paced = tmp_path / "run", tmp_path / "paced_deepres.py"
+    paced.write_text(python_cli(PACE_STEPS)[-1])  # every step sleeps first: the signal lands in epoch 2
+    cmd = torchrun("train", *SHORT, "--data", tiny_cifar, "--out", out, script=paced)
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     wait_for(lambda: (out / "metrics.jsonl").is_file() and (out / "metrics.jsonl").read_text().count("\n") >= 1)
-    time.sleep(0.3)
     proc.send_signal(signal.SIGTERM)  # torchrun forwards it to both workers
     proc.communicate(timeout=180)
     assert proc.returncode != 0
