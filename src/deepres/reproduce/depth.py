@@ -78,28 +78,27 @@ def figure(path: Path, runs: dict[str, Path]) -> None:
 
 
 def make(q: Request) -> Report:
-    base_budget = budget_for(q.budget, q.data)
-    seed, logs, missing = base_budget.seeds[0], report_logs(q.folder), []
+    b = budget_for(q.budget, q.data)
+    seed, logs, missing = b.seeds[0], report_logs(q.folder), []
     # The candidates first: the recipe's own run is Table 6's, usually trained already.
-    plans = [(c.tag, c.says, candidate_budget(base_budget, c)) for c in CANDIDATES]
-    plans.append(("", "the recipe as it is", base_budget))
+    plans = [(c.tag, c.says, candidate_budget(b, c)) for c in CANDIDATES]
+    plans.append(("", "the recipe as it is", b))
     runs: dict[str, Path] = {}
-    for t, _, b in plans:
-        run = finished_run(q.store, logs, b, NET, seed, tag=t, train=q.train)
+    for t, _, planned in plans:
+        run = finished_run(q.store, logs, planned, NET, seed, tag=t, train=q.train)
         if run is None:
             missing.append(f"{NET} {t or 'recipe'}")
             continue
         copy_logs(run, q.folder / "runs" / run.name)
         runs[t] = run
     base = runs.get("")
-    rows = [row(t or f"recipe `{b.recipe}`", says, runs[t], base) for t, says, b in reversed(plans) if t in runs]
+    rows = [row(t or f"recipe `{b.recipe}`", says, runs[t], base) for t, says, _ in reversed(plans) if t in runs]
     header = ["run", "changes", "val error % (final)", "vs the recipe", "training error % (final)",
               "test error % (never a choice)", "training images (M)", "train minutes", "precision"]  # fmt: skip
     _, decision = adopted(base, {t: r for t, r in runs.items() if t})
     if runs:
         figure(q.folder / "depth.png", {t or "recipe": r for t, r in runs.items()})
     paper = f" The paper's {NET}: {PAPER[NET]} % test error." if NET in PAPER else ""
-    b = base_budget
     body = f"""{b.label}, seed {seed}; budget `{q.budget}`.{small_note(q.budget)} {data_note(b.data)}
 
 {NET} with the recipe and with each candidate change, one seed each. The candidates are compared on
