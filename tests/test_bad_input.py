@@ -304,10 +304,14 @@ def test_two_trainings_on_one_run_directory(tmp_path):
     assert json.loads((out / "test.json").read_text())["test"]["n"] == 400
 
 
-def test_ctrl_c_during_start_up_is_one_line(tmp_path):
+@pytest.mark.parametrize("started_ignoring_it", [False, True])
+def test_ctrl_c_during_start_up_is_one_line(tmp_path, started_ignoring_it):
+    """Also in a process started with SIGINT ignored, as a shell without job control starts `cmd &`
+    (the loops that train the reports): `kill -INT` must stop it before training begins too."""
     out = tmp_path / "run"
+    ignore = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if started_ignoring_it else None
     proc = subprocess.Popen([sys.executable, "-m", "deepres.cli", "train", "--epochs", "1", "--out", str(out)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=ignore)  # fmt: skip
     time.sleep(1.0)  # importing torch, loading the data: before the first step
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)

@@ -7,6 +7,7 @@ import argparse
 import io
 import os
 import shutil
+import signal
 import sys
 import traceback
 
@@ -434,6 +435,11 @@ def main(argv: list[str] | None = None) -> int:
     for stream in (sys.stdout, sys.stderr):  # a file name that is not UTF-8 prints as its own bytes
         if isinstance(stream, io.TextIOWrapper):
             stream.reconfigure(errors="surrogateescape")
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        # A shell without job control starts `cmd &` with SIGINT ignored, and Python then leaves it so.
+        # `kill -INT` is how a run is stopped (the trainer catches it while it trains): ignored, it was
+        # lost when it landed between the runs of `deepres reproduce` or before training began.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     parser = build_parser()
     args, rest = parser.parse_known_args(argv)
     if args.command == "bench":
