@@ -21,6 +21,7 @@ from .report import data_note, markdown_table, small_note
 from .runs import (
     FULL_RECIPE,
     Budget,
+    final_val_error,
     finished_run,
     images_to_error,
     metrics,
@@ -223,11 +224,6 @@ def on_all_data_variants(budget_name: str, recipe: Budget) -> list[tuple[OnAllDa
 def tag(i: int, step: Step, b: Budget) -> str:
     """The store name of a step's runs: the named recipe's runs are its plain runs (``resnet20-s0``)."""
     return "" if b.recipe == RECIPE else f"ablation{i}-{step.tag}"
-
-
-def final_val_error(run: Path) -> float:
-    """The validation error of the final weights (the last epoch validates)."""
-    return metrics(run)[-1]["val_error"]
 
 
 def minutes_to(run: Path, target: float) -> tuple[float, float] | None:

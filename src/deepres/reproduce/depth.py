@@ -11,11 +11,11 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
-from .cifar import PAPER, budget_for, final_train_error
+from .cifar import FIG6_TOP, PAPER, budget_for, final_train_error
 from .experiment import Experiment, Report, Request
 from .paper_schedule import images_seen, precisions
 from .report import data_note, markdown_table, small_note
-from .runs import Budget, compute_minutes, copy_logs, finished_run, metrics, report_logs, test_error
+from .runs import Budget, compute_minutes, copy_logs, final_val_error, finished_run, report_logs, test_error
 
 NET = "resnet32"
 
@@ -47,10 +47,6 @@ def candidate_budget(base: Budget, candidate: Candidate) -> Budget:
     return dataclasses.replace(base, overrides=(*base.overrides, *candidate.changes.items()))
 
 
-def final_val_error(run: Path) -> float:
-    return metrics(run)[-1]["val_error"]
-
-
 def adopted(base: Path | None, done: dict[str, Path]) -> tuple[str, str]:
     """(the adopted candidate's tag or "", the decision in words) by the MARGIN rule."""
     if base is None or len(done) < len(CANDIDATES):
@@ -74,7 +70,7 @@ def figure(path: Path, runs: dict[str, Path]) -> None:
     from ..analysis.curves import Panel, plot_panels
 
     labels = [f"{name}: val {final_val_error(run):.2f} %" for name, run in runs.items()]
-    plot_panels([Panel(NET, [str(r) for r in runs.values()], labels)], path, width=6.0, height=4.0, y_top=20.0)
+    plot_panels([Panel(NET, [str(r) for r in runs.values()], labels)], path, width=6.0, height=4.0, y_top=FIG6_TOP)
 
 
 def make(q: Request) -> Report:

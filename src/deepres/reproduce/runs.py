@@ -215,6 +215,11 @@ def val_errors(run: Path) -> list[float]:
     return [m["val_error"] for m in metrics(run) if "val_error" in m]
 
 
+def final_val_error(run: Path) -> float:
+    """The validation error of the final weights (the last epoch validates)."""
+    return metrics(run)[-1]["val_error"]
+
+
 def images_to_error(run: Path, target: float) -> tuple[float, int] | None:
     """(training images seen, epochs) when the run's validation error first reached ``target`` (%),
     from its logs; None if it never did."""
