@@ -601,6 +601,12 @@ def test_only_logs_of_the_same_experiment_stand_in_for_a_run(tmp_path):
     assert older != text and logged_run(logs, budget, "resnet20", 0) is not None
     recipe.write_text('flip = "alternate"\n' + older)  # ... and a log that says otherwise is another run
     assert logged_run(logs, budget, "resnet20", 0) is None
+    # An override for another net changes nothing this one trained; one for this net that the log lacks does.
+    recipe.write_text(text + "\n[model_overrides.resnet56]\nweight_decay = 0.00025\n")
+    assert logged_run(logs, budget, "resnet20", 0) is not None
+    recipe.write_text(text)
+    deeper = dataclasses.replace(budget, overrides=(("model_overrides", {"resnet20": {"weight_decay": 2.5e-4}}),))
+    assert logged_run(logs, deeper, "resnet20", 0) is None
 
 
 def test_table6_holds_resnet110_against_the_papers_mean():

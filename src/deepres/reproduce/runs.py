@@ -99,6 +99,10 @@ def ensure_run(
 # values of these is the same experiment. The data is compared by its file's name instead (the
 # folder it was read from may differ).
 HOW_FIELDS = {"data", *fields_with_role("how", "machine")}
+# Both recipes compared are resolved (a run logs its recipe resolved): the per-model overrides that
+# apply to the net are in its fields already, and those for other nets change nothing it trained. So
+# a recipe that gains an override for ResNet-56 keeps its ResNet-20 runs.
+RESOLVED_AWAY = {"model_overrides"}
 
 
 def logged_run(
@@ -124,7 +128,8 @@ def recipe_differences(logged: dict, planned: dict) -> list[str]:
     field newer than the record counts as its default: a field is added with the default that keeps
     what runs did before it."""
     defaults = Recipe().to_dict()
-    return [k for k, v in planned.items() if k not in HOW_FIELDS and logged.get(k, defaults.get(k)) != v]
+    ignored = HOW_FIELDS | RESOLVED_AWAY
+    return [k for k, v in planned.items() if k not in ignored and logged.get(k, defaults.get(k)) != v]
 
 
 def report_logs(folder: Path) -> list[Path]:
