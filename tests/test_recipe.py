@@ -73,6 +73,16 @@ def test_set_takes_any_field_as_toml():
     assert values["lr"] == 0.05 and values["model_options"] == {"shortcut": "B"}
 
 
+def test_a_flag_wins_over_the_recipes_override_for_the_model():
+    """cifar-paper warms ResNet-110 up at lr 0.01: `--warmup-lr 0.02` is what that run trains with,
+    never silently undone by the override; fields the flags leave alone keep it."""
+    result = cli("recipe", "show", "cifar-paper", "--model", "resnet110", "--warmup-lr", "0.02", "--resolved")
+    assert result.returncode == 0, result.stderr
+    values = tomllib.loads(result.stdout)
+    assert (values["warmup_lr"], values["warmup_until_error"]) == (0.02, 0.8)
+    assert load_recipe("cifar-paper").replace(model="resnet110", warmup_lr=0.02).resolved().warmup_lr == 0.01
+
+
 @pytest.mark.parametrize(
     "args, message",
     [

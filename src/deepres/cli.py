@@ -125,7 +125,7 @@ def resolve_recipe(args: argparse.Namespace):
     from .train.recipe import load_recipe
 
     recipe = load_recipe(args.recipe)
-    return recipe.replace("command line", **recipe_overrides(args))
+    return recipe.overridden("command line", **recipe_overrides(args))
 
 
 def cmd_train(args: argparse.Namespace) -> int:

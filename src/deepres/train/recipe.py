@@ -147,6 +147,13 @@ class Recipe:
             changes["epochs"] = 0.0
         return dataclasses.replace(self, **{k: coerce(k, v, origin) for k, v in changes.items()})
 
+    def overridden(self, origin: str = "override", **changes) -> Recipe:
+        """The recipe with ``changes`` that hold for every model: a field set here (a command-line
+        flag) wins over the recipe's per-model override of it, which ``resolved`` would apply on top."""
+        overrides = coerce("model_overrides", changes.pop("model_overrides", self.model_overrides), origin)
+        kept = {p: {k: v for k, v in c.items() if k not in changes} for p, c in overrides.items()}
+        return self.replace(origin, **changes, model_overrides={p: c for p, c in kept.items() if c})
+
     def resolved(self) -> Recipe:
         """The recipe with its ``model_overrides`` for this model applied, and checked. Precision
         "auto" stays as asked: each run segment resolves it for the machine it runs on."""
