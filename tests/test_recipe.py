@@ -33,6 +33,27 @@ def test_cifar_quarter_keeps_the_papers_protocol_at_a_quarter_of_its_images():
     assert quarter.model_options == paper.model_options == {}  # the paper's modules, initialised as the paper's
 
 
+def test_cifar_quarter_trains_every_net_deeper_than_20_layers_alike():
+    """`deepres reproduce depth` adopted one change for the nets deeper than 20 layers: every such net
+    of Table 6 and Fig. 6, residual or plain, trains with it (ResNet-110 also warms up, as the paper's);
+    the 20-layer nets keep the recipe the ablation found."""
+    from deepres.reproduce.cifar import NETS
+    from deepres.reproduce.depth import NET
+
+    quarter, skip = load_recipe("cifar-quarter"), {"model", "model_overrides", "warmup_lr", "warmup_until_error"}
+
+    def trains(recipe: Recipe) -> dict:
+        return {k: v for k, v in recipe.to_dict().items() if k not in skip}
+
+    def net(model: str) -> dict:
+        return trains(quarter.replace(model=model).resolved())
+
+    residual, plain = NETS["full"]
+    deeper = [n for n in residual + plain if int(n.removeprefix("resnet").removeprefix("plain")) > 20]
+    assert net("resnet20") == net("plain20") == trains(quarter)
+    assert NET in deeper and all(net(n) == net(NET) != trains(quarter) for n in deeper)
+
+
 def test_imagenet_paper_recipe():
     r = load_recipe("imagenet-paper")
     assert (r.batch_size, r.lr, r.weight_decay, r.crop, r.scale_min, r.scale_max) == (

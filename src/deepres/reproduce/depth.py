@@ -8,14 +8,26 @@ adopts a candidate is fixed here, before its runs finish."""
 from __future__ import annotations
 
 import dataclasses
+import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
-from .cifar import FIG6_TOP, PAPER, budget_for, final_train_error
+from ..analysis.complexity import complexity
+from .cifar import FIG6_TOP, NETS, PAPER, SEEDS, budget_for, final_train_error, paper_cell
 from .experiment import Experiment, Report, Request
 from .paper_schedule import images_seen, precisions
 from .report import data_note, markdown_table, small_note
-from .runs import Budget, compute_minutes, copy_logs, final_val_error, finished_run, report_logs, test_error
+from .runs import (
+    Budget,
+    compute_minutes,
+    copy_logs,
+    final_val_error,
+    finished_run,
+    logged_run,
+    planned_recipe,
+    report_logs,
+    test_error,
+)
 
 NET = "resnet32"
 
@@ -43,6 +55,29 @@ CANDIDATES = (
 MARGIN = 0.3
 
 
+# The recipe fields the search sets: where an adopted candidate goes into the recipe (its per-net overrides).
+SEARCHED = {k for c in CANDIDATES for k in c.changes}
+
+
+def as_searched(budget: Budget) -> Budget:
+    """The budget with the recipe as the ablation left it, the one the search compared with: its per-net
+    overrides less the fields the search sets (so ResNet-110 keeps its warm-up). The search's runs stay
+    the ones it compared whatever it adopted."""
+    kept = {}
+    for pattern, changes in budget.resolved_recipe().model_overrides.items():
+        if rest := {k: v for k, v in changes.items() if k not in SEARCHED}:
+            kept[pattern] = rest
+    return dataclasses.replace(budget, overrides=(*budget.overrides, ("model_overrides", kept)))
+
+
+def searched_run(q: Request, logs: list[Path], budget: Budget, net: str, seed: int, train: bool) -> Path | None:
+    """A run of the recipe as the ablation left it: its logs first, since the store may hold a run of
+    the recipe as it is now under the same name."""
+    return next(filter(None, (logged_run(f, budget, net, seed) for f in logs)), None) or finished_run(
+        q.store, logs, budget, net, seed, train=train
+    )
+
+
 def candidate_budget(base: Budget, candidate: Candidate) -> Budget:
     return dataclasses.replace(base, overrides=(*base.overrides, *candidate.changes.items()))
 
@@ -59,11 +94,51 @@ def adopted(base: Path | None, done: dict[str, Path]) -> tuple[str, str]:
     return best, f"Adopted for the nets deeper than 20 layers: {best}, {gains[best]:.2f} points below the recipe."
 
 
+def in_recipe(budget: Budget, candidate: Candidate, seed: int) -> str:
+    """Whether the budget's recipe now trains the nets deeper than 20 layers with the adopted change."""
+    deeper = planned_recipe(budget, NET, seed).resolved()
+    if all(getattr(deeper, k) == v for k, v in candidate.changes.items()):
+        return f"`{budget.recipe}` trains them with it (its `model_overrides`); Table 6 and Fig. 6 use it."
+    return f"`{budget.recipe}` does not have it yet: add it to its `model_overrides` for those nets."
+
+
 def row(label: str, says: str, run: Path, base: Path | None) -> list[object]:
     vs = "-" if base is None or run == base else f"{final_val_error(run) - final_val_error(base):+.2f}"
     return [label, says, f"{final_val_error(run):.2f}", vs, f"{final_train_error(run):.2f}",
             f"{test_error(run):.2f}", f"{images_seen(run):.3g}", f"{compute_minutes(run):.0f}",
             precisions(run)]  # fmt: skip
+
+
+def mean_test_error(runs: list[Path]) -> str:
+    return f"{statistics.mean(map(test_error, runs)):.2f} ({len(runs)})" if runs else "-"
+
+
+def deeper_rows(q: Request, shown: Budget, before: Budget, logs: list[Path]) -> list[list[object]]:
+    """Table 6's residual nets deeper than 20 layers, each with the recipe as the ablation left it and
+    as it is now: test error over the seeds finished (Table 6's seeds). Read after the decision, which
+    ResNet-32's validation images alone took; the logs of the runs from before are kept here."""
+    rows = []
+    for net in [n for n in NETS[q.budget][0] if complexity(n).weight_layers > 20]:
+        seeds = SEEDS[shown.name].get(net, shown.seeds)
+        old = [r for s in seeds if (r := searched_run(q, logs, before, net, s, train=False))]
+        new = [r for s in seeds if (r := finished_run(q.store, logs, shown, net, s, train=False))]
+        for run in old:
+            copy_logs(run, q.folder / "runs" / run.name)
+        rows.append([net, *map(mean_test_error, (old, new)), paper_cell(net)])
+    return rows
+
+
+def deeper_table(rows: list[list[object]], before: Budget, now: Budget) -> str:
+    if not rows:
+        return ""
+    header = ["net", f"test error % (seeds): {before.recipe} as the ablation left it",
+              f"{now.recipe} now", "paper"]  # fmt: skip
+    return f"""
+Table 6's deeper nets before and after (test error, mean over the seeds finished; the runs of now are
+Table 6's, trained by `deepres reproduce cifar`):
+
+{markdown_table(header, rows)}
+"""
 
 
 def figure(path: Path, runs: dict[str, Path]) -> None:
@@ -74,14 +149,18 @@ def figure(path: Path, runs: dict[str, Path]) -> None:
 
 
 def make(q: Request) -> Report:
-    b = budget_for(q.budget, q.data)
+    shown = budget_for(q.budget, q.data)
+    b = as_searched(shown)
     seed, logs, missing = b.seeds[0], report_logs(q.folder), []
     # The candidates first: the recipe's own run is Table 6's, usually trained already.
     plans = [(c.tag, c.says, candidate_budget(b, c)) for c in CANDIDATES]
-    plans.append(("", "the recipe as it is", b))
+    plans.append(("", "the recipe as the ablation left it", b))
     runs: dict[str, Path] = {}
     for t, _, planned in plans:
-        run = finished_run(q.store, logs, planned, NET, seed, tag=t, train=q.train)
+        if t:
+            run = finished_run(q.store, logs, planned, NET, seed, tag=t, train=q.train)
+        else:
+            run = searched_run(q, logs, planned, NET, seed, train=q.train)
         if run is None:
             missing.append(f"{NET} {t or 'recipe'}")
             continue
@@ -91,11 +170,14 @@ def make(q: Request) -> Report:
     rows = [row(t or f"recipe `{b.recipe}`", says, runs[t], base) for t, says, _ in reversed(plans) if t in runs]
     header = ["run", "changes", "val error % (final)", "vs the recipe", "training error % (final)",
               "test error % (never a choice)", "training images (M)", "train minutes", "precision"]  # fmt: skip
-    _, decision = adopted(base, {t: r for t, r in runs.items() if t})
+    tag, decision = adopted(base, {t: r for t, r in runs.items() if t})
+    if tag:
+        decision += " " + in_recipe(shown, next(c for c in CANDIDATES if c.tag == tag), seed)
+    deeper = deeper_rows(q, shown, b, logs) if tag else []
     if runs:
         figure(q.folder / "depth.png", {t or "recipe": r for t, r in runs.items()})
     paper = f" The paper's {NET}: {PAPER[NET]} % test error." if NET in PAPER else ""
-    body = f"""{b.label}, seed {seed}; budget `{q.budget}`.{small_note(q.budget)} {data_note(b.data)}
+    body = f"""{shown.label}, seed {seed}; budget `{q.budget}`.{small_note(q.budget)} {data_note(b.data)}
 
 {NET} with the recipe and with each candidate change, one seed each. The candidates are compared on
 the held-out validation images (final weights); the test error is shown, never used.{paper}
@@ -108,7 +190,7 @@ with the recipe validated 0.46 apart, 8.02 and 8.48 %, so one seed each cannot t
 from a seed's luck).
 
 {decision}
-
+{deeper_table(deeper, b, shown)}
 {"![validation (bold) and training (dashed) error per epoch](depth.png)" if runs else ""}
 """
     return Report(f"Deeper nets at the quarter budget: a change searched on {NET}", body, missing)
