@@ -293,6 +293,27 @@ def test_depth_compares_with_the_recipe_as_the_ablation_left_it():
     assert planned_recipe(before, "resnet110", 0).resolved().warmup_lr == 0.01
 
 
+def test_depth_reads_the_runs_from_before_from_their_logs_alone(tmp_path):
+    """The store holds the runs of the recipe as it is now, under the names the runs from before had
+    (ResNet-110 training, say): the depth report reads the runs from before from its logs, and the
+    run in training neither stops it nor stands in for one of them."""
+    from deepres.reproduce.runs import full, planned_recipe, run_dir
+
+    if not (ROOT / LOSSLESS_DATA).is_file():
+        missing(f"{ROOT / LOSSLESS_DATA} (the reports name their data by its checksum)")
+    out, store = tmp_path / "results", tmp_path / "runs"
+    for logged in (ROOT / "results").glob("*/runs"):
+        shutil.copytree(logged, out / logged.parent.name / "runs")
+    for net in ("resnet110", "resnet44"):
+        now = run_dir(store, full(LOSSLESS_DATA), net, 0)
+        now.mkdir(parents=True)
+        (now / "recipe.toml").write_text(planned_recipe(full(LOSSLESS_DATA), net, 0).resolved().to_toml())
+    result = cli("reproduce", "depth", "--budget", "full", "--data", LOSSLESS_DATA, "--no-train",
+                 "--out", out, "--runs", store, cwd=ROOT)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (out / "depth" / "report.md").read_text() == (ROOT / "results" / "depth" / "report.md").read_text()
+
+
 def test_depth_adopts_a_candidate_only_by_the_margin(tmp_path):
     from deepres.reproduce.depth import CANDIDATES, MARGIN, adopted
 

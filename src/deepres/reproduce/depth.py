@@ -70,12 +70,10 @@ def as_searched(budget: Budget) -> Budget:
     return dataclasses.replace(budget, overrides=(*budget.overrides, ("model_overrides", kept)))
 
 
-def searched_run(q: Request, logs: list[Path], budget: Budget, net: str, seed: int, train: bool) -> Path | None:
-    """A run of the recipe as the ablation left it: its logs first, since the store may hold a run of
-    the recipe as it is now under the same name."""
-    return next(filter(None, (logged_run(f, budget, net, seed) for f in logs)), None) or finished_run(
-        q.store, logs, budget, net, seed, train=train
-    )
+def logged(logs: list[Path], budget: Budget, net: str, seed: int) -> Path | None:
+    """A run of the recipe as the ablation left it, from its logs only: the store may hold a run of
+    the recipe as it is now under the same name (ResNet-110's, say), which is not it."""
+    return next(filter(None, (logged_run(f, budget, net, seed) for f in logs)), None)
 
 
 def candidate_budget(base: Budget, candidate: Candidate) -> Budget:
@@ -120,7 +118,7 @@ def deeper_rows(q: Request, shown: Budget, before: Budget, logs: list[Path]) -> 
     rows = []
     for net in [n for n in NETS[q.budget][0] if complexity(n).weight_layers > 20]:
         seeds = SEEDS[shown.name].get(net, shown.seeds)
-        old = [r for s in seeds if (r := searched_run(q, logs, before, net, s, train=False))]
+        old = [r for s in seeds if (r := logged(logs, before, net, s))]
         new = [r for s in seeds if (r := finished_run(q.store, logs, shown, net, s, train=False))]
         for run in old:
             copy_logs(run, q.folder / "runs" / run.name)
@@ -160,7 +158,7 @@ def make(q: Request) -> Report:
         if t:
             run = finished_run(q.store, logs, planned, NET, seed, tag=t, train=q.train)
         else:
-            run = searched_run(q, logs, planned, NET, seed, train=q.train)
+            run = logged(logs, planned, NET, seed) or finished_run(q.store, logs, planned, NET, seed, train=q.train)
         if run is None:
             missing.append(f"{NET} {t or 'recipe'}")
             continue
