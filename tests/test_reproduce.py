@@ -600,6 +600,27 @@ def test_committed_reports_are_remade_from_their_logs(tmp_path, experiment):
     assert (out / experiment / "report.md").read_text() == (committed / experiment / "report.md").read_text()
 
 
+def test_a_report_says_what_is_finished_when_it_is_written(tmp_path):
+    """Two processes work through one queue: a run the first found held by the second may finish
+    before the first writes its report, which then reports it (the queue's last report is whole)."""
+    from deepres.reproduce.experiment import Experiment, Report, Request
+
+    finished = {"mine": True, "theirs": False}  # theirs: training in the other process when this one looked
+    asked = []
+
+    def make(q: Request) -> Report:
+        asked.append(q.train)
+        lacks = [n for n, done in finished.items() if not done]
+        finished["theirs"] = True  # ... and done by the time this one's own runs are
+        return Report("t", "b", lacks)
+
+    path = Experiment("two", True, make).run(Request(tmp_path / "two", "small"))
+    assert asked == [True, False] and "Partial report" not in path.read_text()
+    asked.clear()
+    Experiment("two", True, make).run(Request(tmp_path / "two", "small", train=False))
+    assert asked == [False]  # nothing trained, nothing to look at twice
+
+
 def test_a_report_links_its_logs_once_a_run_has_logged_them(tmp_path):
     """A report with no run finished (an empty store, no earlier logs) has no runs/ folder to link."""
     if not (ROOT / LOSSLESS_DATA).is_file():

@@ -5,6 +5,7 @@ note and its link to the logs happens here, once."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,5 +49,9 @@ class Experiment:
         request.folder.mkdir(parents=True, exist_ok=True)
         path = request.folder / "report.md"
         report = self.make(request)
+        if report.missing and request.train:
+            # A run it lacks was held by another process (one per core work through one queue) and may
+            # have finished since this one looked: the report says what is finished now, not then.
+            report = self.make(dataclasses.replace(request, train=False))
         write_text_atomic(path, report.text(logged=(request.folder / "runs").is_dir()))
         return path
