@@ -102,6 +102,11 @@ def test_a_flag_wins_over_the_recipes_override_for_the_model():
     values = tomllib.loads(result.stdout)
     assert (values["warmup_lr"], values["warmup_until_error"]) == (0.02, 0.8)
     assert load_recipe("cifar-paper").replace(model="resnet110", warmup_lr=0.02).resolved().warmup_lr == 0.01
+    # a run has one length: --epochs wins over an override of the iterations too
+    longer = load_recipe("cifar-paper").replace(model_overrides={"resnet56": {"iterations": 96000}})
+    assert longer.replace(model="resnet56").resolved().iterations == 96000
+    short = longer.overridden(model="resnet56", epochs=3).resolved()
+    assert (short.epochs, short.iterations) == (3, 0)
 
 
 @pytest.mark.parametrize(

@@ -151,7 +151,9 @@ class Recipe:
         """The recipe with ``changes`` that hold for every model: a field set here (a command-line
         flag) wins over the recipe's per-model override of it, which ``resolved`` would apply on top."""
         overrides = coerce("model_overrides", changes.pop("model_overrides", self.model_overrides), origin)
-        kept = {p: {k: v for k, v in c.items() if k not in changes} for p, c in overrides.items()}
+        # A run has one length: a flag that sets it (epochs or iterations) sets both.
+        length = {"epochs", "iterations"} if changes.keys() & {"epochs", "iterations"} else set()
+        kept = {p: {k: v for k, v in c.items() if k not in changes.keys() | length} for p, c in overrides.items()}
         return self.replace(origin, **changes, model_overrides={p: c for p, c in kept.items() if c})
 
     def resolved(self) -> Recipe:
