@@ -447,6 +447,7 @@ def main(argv: list[str] | None = None) -> int:
     elif rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     try:
+        import_torch_holding_sigint()
         return int(args.func(args) or 0)
     except DeepresError as e:
         return fail(args, str(e), getattr(e, "exit_code", 2))
@@ -457,6 +458,20 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except OSError as e:  # the system refused a path the user gave (read-only, too long, not a folder...)
         return fail(args, f"{e.filename}: {e.strerror}" if e.filename and e.strerror else str(e), 2)
+
+
+def import_torch_holding_sigint() -> None:
+    """Import torch with a Ctrl-C held until the import is done, then raised: one that lands while
+    torch's C++ start-up runs Python code escapes through C++ and aborts the process ("terminate
+    called after throwing an instance of 'pybind11::error_already_set'") instead of stopping it."""
+    held: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
+    try:
+        import torch  # noqa: F401
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if held:
+        raise KeyboardInterrupt
 
 
 def fail(args: argparse.Namespace, message: str, code: int) -> int:
