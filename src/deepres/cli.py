@@ -336,7 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resolved", action="store_true", help="apply the recipe's per-model overrides")
     p.add_argument("--format", choices=FORMATS, default="table")
     add_recipe_flags(p)
-    p.set_defaults(func=cmd_recipe)
+    p.set_defaults(func=cmd_recipe, imports_torch=False)
 
     def add_checkpoint(p: argparse.ArgumentParser) -> None:
         p.add_argument("checkpoint", metavar="CHECKPOINT|RUN_DIR|NET:TAG",
@@ -417,14 +417,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label", action="append", help="legend label per run (default: model name)")
     p.add_argument("--title")
     p.add_argument("--x", choices=["iterations", "epochs"], default="iterations")
-    p.set_defaults(func=cmd_plot)
+    p.set_defaults(func=cmd_plot, imports_torch=False)
 
     p = sub.add_parser("download", help="fetch and verify an official dataset archive (needs internet)")
     p.add_argument("dataset", choices=["cifar10", "cifar100"])
     p.add_argument("--dir", help="where to put it (default: $DEEPRES_DATA or ~/.cache/deepres/datasets)")
     p.add_argument("--url", help="another source of the same archive")
     p.add_argument("--md5", help="the md5 expected for --url")
-    p.set_defaults(func=cmd_download)
+    p.set_defaults(func=cmd_download, imports_torch=False)
     return parser
 
 
@@ -447,7 +447,8 @@ def main(argv: list[str] | None = None) -> int:
     elif rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     try:
-        import_torch_holding_sigint()
+        if getattr(args, "imports_torch", True):  # recipe, plot, download never need it: 0.2 s to start, not 1.5
+            import_torch_holding_sigint()
         return int(args.func(args) or 0)
     except DeepresError as e:
         return fail(args, str(e), getattr(e, "exit_code", 2))
