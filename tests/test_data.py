@@ -13,7 +13,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from conftest import FASHION_DIR, cli, idx_bytes, make_folder, missing, write_cifar10_pickles
+from conftest import FASHION_DIR, LOSSLESS_ARCHIVE, cli, idx_bytes, make_folder, missing, write_cifar10_pickles
 from deepres.data import FileSet, ImageSet, load_dataset, stratified_split
 from deepres.data.cifar import download_and_extract
 from deepres.errors import DeepresError
@@ -78,6 +78,17 @@ def test_embedded_sample():
     b = load_dataset("cifar10-sample")
     assert len(b.splits["train"]) == 5000 and len(b.splits["test"]) == 1000
     assert np.bincount(b.splits["train"].labels).tolist() == [500] * 10
+
+
+def test_the_embedded_sample_is_the_pixel_exact_cifar10s_images(cifar_sample, cifar10_lossless):
+    """Every pixel and label of the sample is the archive's, at the place the sample records."""
+    from deepres.data.sample import sample_index, sample_meta
+    from deepres.io import sha256
+
+    assert sample_meta()["archive_sha256"] == sha256(LOSSLESS_ARCHIVE)
+    for split in ("train", "test"):
+        ours, full, index = cifar_sample.require(split), cifar10_lossless.require(split), sample_index(split)
+        assert np.array_equal(ours.images, full.images[index]) and np.array_equal(ours.labels, full.labels[index])
 
 
 def test_stratified_split_is_seeded_and_proportional(cifar10):

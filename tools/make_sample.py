@@ -1,9 +1,12 @@
 """Regenerate the embedded CIFAR-10 sample (src/deepres/assets/cifar10-sample*) from the real archive.
 
-    python tools/make_sample.py ../shared/data/cifar10-jpeg.tar.xz
+    python tools/make_sample.py ../shared/data/cifar10-lossless.tar.xz
 
-Takes the first 500 training and 100 test images of every class (by file name), so the sample is
-stratified and reproducible.
+Takes the first 500 training and 100 test images of every class (in the archive's order), so the
+sample is stratified and reproducible, and stores them losslessly (PNG): the sample's pixels are the
+archive's, and the JSON records which images they are (their index in each split), so a net trained on
+the full archive can be checked on the sample exactly. A JPEG sample would not do: a pretrained
+ResNet-56 (5.8 % error on these 1,000 test images) gives 16.3 % on them re-encoded at quality 75.
 """
 
 import io
@@ -16,6 +19,7 @@ from PIL import Image
 
 from deepres.data import load_dataset
 from deepres.data.sample import tile
+from deepres.io import sha256
 
 PER_CLASS = {"train": 500, "test": 100}
 ASSETS = Path(__file__).resolve().parents[1] / "src" / "deepres" / "assets"
@@ -25,15 +29,22 @@ def main(archive: str) -> None:
     bundle = load_dataset(archive)
     meta = {
         "classes": bundle.classes,
+        "origin": f"{Path(archive).name}, the first {PER_CLASS['train']}/{PER_CLASS['test']} images of each "
+        "class of its train/test splits, pixel-exact",
+        "archive_sha256": sha256(archive),
+        "files": {},
+        "index": {},
         "labels": {},
-        "origin": f"{Path(archive).name}, first {PER_CLASS['train']}/{PER_CLASS['test']} per class of train/test",
     }
     for split, k in PER_CLASS.items():
         s = bundle.splits[split]
-        index = np.concatenate([np.flatnonzero(s.labels == c)[:k] for c in range(len(bundle.classes))])
+        index = np.sort(np.concatenate([np.flatnonzero(s.labels == c)[:k] for c in range(len(bundle.classes))]))
         buf = io.BytesIO()
-        Image.fromarray(tile(s.images[index])).save(buf, "JPEG", quality=75, subsampling=2)
-        (ASSETS / f"cifar10-sample-{split}.jpg").write_bytes(buf.getvalue())
+        Image.fromarray(tile(s.images[index])).save(buf, "PNG", optimize=True)
+        name = f"cifar10-sample-{split}.png"
+        (ASSETS / name).write_bytes(buf.getvalue())
+        meta["files"][split] = name
+        meta["index"][split] = index.tolist()
         meta["labels"][split] = s.labels[index].tolist()
         print(split, len(index), f"{len(buf.getvalue()) / 1e6:.2f} MB")
     (ASSETS / "cifar10-sample.json").write_text(json.dumps(meta, separators=(",", ":")))

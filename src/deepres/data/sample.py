@@ -1,8 +1,8 @@
 """The embedded default: 5,000 train / 1,000 test images of the real CIFAR-10, inside the package.
 
-Stored as two mosaic JPEGs (32x32 tiles, 100 per row; quality 75 with 4:2:0 subsampling, the
-encoding of the source images, so most pixels survive the re-encode unchanged) plus a JSON of labels.
-``tools/make_sample.py`` regenerates them from the CIFAR-10 archive.
+Stored as two mosaic PNGs (32x32 tiles, 100 per row), pixel-exact, plus a JSON of the labels and of
+where each image sits in the official CIFAR-10's splits (``index``). ``tools/make_sample.py``
+regenerates them from the pixel-exact archive.
 """
 
 from __future__ import annotations
@@ -37,13 +37,23 @@ def tile(images: np.ndarray) -> np.ndarray:
     )
 
 
+def sample_meta() -> dict:
+    """The sample's JSON: classes, labels, files, origin, the source archive's sha256 and ``index``."""
+    return json.loads((resources.files("deepres") / "assets" / "cifar10-sample.json").read_text())
+
+
+def sample_index(split: str) -> np.ndarray:
+    """Where the sample's images of ``split`` sit in the official CIFAR-10's split of that name."""
+    return np.array(sample_meta()["index"][split], dtype=np.int64)
+
+
 def load_sample() -> DataBundle:
     assets = resources.files("deepres") / "assets"
-    meta = json.loads((assets / "cifar10-sample.json").read_text())
+    meta = sample_meta()
     splits = {}
     for split in ("train", "test"):
         labels = np.array(meta["labels"][split], dtype=np.int64)
-        with Image.open(io.BytesIO((assets / f"cifar10-sample-{split}.jpg").read_bytes())) as im:
+        with Image.open(io.BytesIO((assets / meta["files"][split]).read_bytes())) as im:
             mosaic = np.asarray(im.convert("RGB"))
         splits[split] = ImageSet(untile(mosaic, len(labels)), labels)
     return DataBundle(NAME, meta["classes"], splits, source=f"embedded sample ({meta['origin']})")
