@@ -37,9 +37,13 @@ def tile(images: np.ndarray) -> np.ndarray:
     )
 
 
+def _assets():
+    return resources.files("deepres") / "assets"
+
+
 def sample_meta() -> dict:
     """The sample's JSON: classes, labels, files, origin, the source archive's sha256 and ``index``."""
-    return json.loads((resources.files("deepres") / "assets" / "cifar10-sample.json").read_text())
+    return json.loads((_assets() / "cifar10-sample.json").read_text())
 
 
 def sample_index(split: str) -> np.ndarray:
@@ -48,12 +52,11 @@ def sample_index(split: str) -> np.ndarray:
 
 
 def load_sample() -> DataBundle:
-    assets = resources.files("deepres") / "assets"
     meta = sample_meta()
     splits = {}
     for split in ("train", "test"):
         labels = np.array(meta["labels"][split], dtype=np.int64)
-        with Image.open(io.BytesIO((assets / meta["files"][split]).read_bytes())) as im:
+        with Image.open(io.BytesIO((_assets() / meta["files"][split]).read_bytes())) as im:
             mosaic = np.asarray(im.convert("RGB"))
         splits[split] = ImageSet(untile(mosaic, len(labels)), labels)
     return DataBundle(NAME, meta["classes"], splits, source=f"embedded sample ({meta['origin']})")
