@@ -268,13 +268,13 @@ def test_a_trainer_built_in_process_from_its_parts_trains_as_deepres_train_does(
     assert losses[-1] < losses[0]
 
 
-def test_fig6_axis_ends_at_the_papers_20_percent_unless_a_curve_ends_above(tmp_path):
+def test_fig6_axis_ends_at_the_papers_20_percent_unless_a_curve_ends_above(tmp_path, monkeypatch):
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from deepres.analysis.curves import plot_runs
+    from deepres.analysis.curves import Panel, plot_panels, plot_runs
 
     def run(name: str, errors: list[float]) -> str:
         folder = tmp_path / name
@@ -297,3 +297,10 @@ def test_fig6_axis_ends_at_the_papers_20_percent_unless_a_curve_ends_above(tmp_p
     plot_runs([long_run], tmp_path / "unused.png", ax=ax)
     assert ax.get_ylim()[1] == 100  # no y_top: every validation point fits (the first is 91 %)
     plt.close(fig)
+
+    # A panel's own y_top wins over the figure's (the shortcuts figure: an ImageNet-style net beside CIFAR nets).
+    closed = []
+    monkeypatch.setattr(plt, "close", closed.append)
+    panels = [Panel("cifar", [long_run], ["a"]), Panel("imagenet", [long_run], ["a"], y_top=40.0)]
+    assert plot_panels(panels, tmp_path / "panels.png", y_top=20.0).is_file()
+    assert [ax.get_ylim() for ax in closed[0].axes] == [(0, 20.0), (0, 40.0)]

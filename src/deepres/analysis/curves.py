@@ -95,12 +95,14 @@ def plot_runs(
 
 @dataclass(frozen=True)
 class Panel:
-    """One panel of ``plot_panels``: its title, runs, one label per run, optional colours."""
+    """One panel of ``plot_panels``: its title, runs, one label per run, optional colours, and
+    optionally its own ``y_top`` (else ``plot_panels``'s)."""
 
     title: str
     runs: list[str]
     labels: list[str]
     colors: list[str] | None = None
+    y_top: float | None = None
 
 
 def plot_panels(
@@ -120,7 +122,8 @@ def plot_panels(
                              squeeze=False)  # fmt: skip
     top = 0.0
     for ax, panel in zip(axes[0], panels, strict=True):
-        plot_runs(panel.runs, out, labels=panel.labels, title=panel.title, ax=ax, colors=panel.colors, y_top=y_top)
+        own_top = y_top if panel.y_top is None else panel.y_top
+        plot_runs(panel.runs, out, labels=panel.labels, title=panel.title, ax=ax, colors=panel.colors, y_top=own_top)
         for x in marks:
             ax.axvline(x, color="grey", linestyle=":", linewidth=0.8)
         top = max(top, ax.get_ylim()[1])  # read now: a shared axis keeps only the last panel's range
