@@ -680,3 +680,15 @@ def test_table6_holds_resnet110_against_the_papers_mean():
     full = cifar.budget_for("full", None)
     assert cifar.seeds_note(full, ["resnet20", "resnet32", "resnet56"]) == "[0] ([0, 1] for resnet20, resnet56)"
     assert cifar.seeds_note(cifar.budget_for("small", None), ["resnet20"]) == "[0]"
+
+
+def test_shortcuts_name_the_differences_beyond_seed_noise():
+    """Single-seed differences from option A beyond Table 6's 0.5-point tolerance are named, with their
+    sign, so a reader can tell them from the seed-to-seed wiggle; A itself and a missing A are not."""
+    from deepres.reproduce import shortcuts
+
+    rows = [["resnet32", "A", "", "", "7.82", "+0.00"], ["resnet32", "B", "", "", "7.89", "+0.07"],
+            ["resnet32", "C", "", "", "8.54", "+0.72"], ["resnet56", "B", "", "", "6.10", "-0.61"],
+            ["resnet18", "C", "", "", "20.23", "-"]]  # fmt: skip
+    assert shortcuts.beyond_noise(rows).endswith(": resnet32 C +0.72, resnet56 B -0.61.")
+    assert shortcuts.beyond_noise(rows[:2]).startswith("No option differs from A by more than 0.5 points")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..analysis.complexity import complexity
-from .cifar import FIG6_TOP, budget_for
+from .cifar import FIG6_TOP, TOLERANCE, budget_for
 from .experiment import Experiment, Report, Request
 from .report import data_note, markdown_table, small_note
 from .runs import Budget, compute_minutes, copy_logs, finished_run, report_logs, test_error
@@ -104,6 +104,16 @@ def ordering(rows: list[list]) -> str:
     )
 
 
+def beyond_noise(rows: list[list]) -> str:
+    """The options that differ from A by more than Table 6's tolerance (about three of the paper's
+    seed standard deviations), so that a reader sees which differences a single seed can carry."""
+    far = [f"{row[0]} {row[1]} {row[5]}" for row in rows if row[5] != "-" and abs(float(row[5])) > TOLERANCE]
+    rule = f"more than {TOLERANCE} points (about three of those standard deviations)"
+    if not far:
+        return f"No option differs from A by {rule}."
+    return f"Differing from A by {rule}: {', '.join(far)}."
+
+
 FIGURE = "shortcuts.png"
 FIGURE_TEXT = f"""
 ![Training curves per shortcut option]({FIGURE})
@@ -155,7 +165,7 @@ not the errors.
 Table 3: C < B < A, with differences small enough (0.5 and 0.3 points) that "projection shortcuts are
 not essential for addressing the degradation problem". One seed per option here: the paper's own
 ResNet-110 runs spread by a standard deviation of 0.16 points (Table 6, 5 runs), so single-seed
-differences of a few tenths on CIFAR are within seed-to-seed noise.
+differences of a few tenths on CIFAR are within seed-to-seed noise. {beyond_noise(cifar_rows + folder_rows)}
 {FIGURE_TEXT if drawn else ""}"""
     return Report("Shortcuts: options A, B and C (the paper's Table 3)", body, cifar_missing + folder_missing)
 
